@@ -1,0 +1,51 @@
+# Two commands on a fresh Debian 12 machine with Python 3.11: `make run` and `make test`.
+# Both are idempotent and stand on `make setup` (the venv and the installs alone).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APPLIANCE_PROJECTS := $(wildcard appliances/*/pyproject.toml)
+# Debian tools the tests and benchmarks talk to (real peers), installed when run as root.
+DEBIAN_TOOLS := dnsutils knot-dnsutils bind9 nsd knot dnsperf netcat-openbsd openssl curl \
+                iproute2 util-linux iputils-ping procps
+DNS_PORT ?= 5353
+
+.PHONY: setup run test tools lint images clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(APPLIANCE_PROJECTS)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "fata needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(APPLIANCE_PROJECTS),-e $(dir $(p)))
+	touch $@
+
+run: setup
+	@image=$$($(BIN)/fata build appliances/dns | tail -n 1) && \
+	  echo "built $$image" && \
+	  echo "DNS appliance answering on 127.0.0.1:$(DNS_PORT) (UDP and TCP); try:" && \
+	  echo "  dig @127.0.0.1 -p $(DNS_PORT) www.example.org A" && \
+	  echo "Ctrl-C stops it." && \
+	  exec $(BIN)/fata run $$image -- --listen 127.0.0.1 --port $(DNS_PORT)
+
+tools:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=$$(for p in $(DEBIAN_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian tools for the tests: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else echo "not root: tests needing Debian tools or root will be skipped with a reason"; fi
+
+test: setup tools
+	$(BIN)/ruff check core appliances tests
+	$(BIN)/pytest
+
+images: setup
+	$(BIN)/python -m fata.image.recipes
+
+clean:
+	rm -rf $(VENV) images/dist bench-results

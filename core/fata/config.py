@@ -1,0 +1,391 @@
+"""The configuration DSL: an appliance's ``config.py``, the analogue of Mirage's ``config.ml``.
+
+A ``config.py`` declares what the appliance is and needs, never how it is provided::
+
+    from fata.config import Appliance, arg, clock, console, kv_ro, lifecycle, stack
+
+    appliance = Appliance(
+        name="dns", version="0.1.0", entry="fata_dns.unikernel:start",
+        devices={"stack": stack(), "data": kv_ro("data"), "clock": clock(),
+                 "console": console(), "lifecycle": lifecycle()},
+        args=[arg("port", type=int, default=53, help="UDP and TCP port")],
+        include=["dns.rdtypes"],
+    )
+
+Two kinds of arguments, as in MirageOS 4.5:
+
+- *configure-time keys* (``key(...)``, plus the built-in ``net`` key of every appliance
+  with a network stack) are fixed by ``fata build``: they change what goes into the image
+  (``--net direct`` brings Fata's own TCP/IP, ``--net socket`` leaves it out);
+- *runtime arguments* (``arg(...)``) are typed options of the running image, with
+  ``--help``, defaults and validation.
+
+Every mistake is reported as a :class:`ConfigError` naming the file and line of the
+declaration at fault, so that ``fata build`` prints one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Appliance",
+    "ArgSpec",
+    "ConfigError",
+    "DeviceSpec",
+    "KeySpec",
+    "arg",
+    "clock",
+    "console",
+    "key",
+    "kv_ro",
+    "lifecycle",
+    "load",
+    "random",
+    "stack",
+]
+
+CONFIG_FILE = "config.py"
+NET_CHOICES = ("socket", "direct")
+
+# Which platform module provides each device kind for each ``net`` key value.  The image
+# builder puts exactly these modules (and what they reach) into the image.
+_PLATFORM_MODULES: dict[str, dict[str, str]] = {
+    "stack": {"socket": "fata.platform.socket_stack", "direct": "fata.platform.direct"},
+    "kv_ro": {"*": "fata.platform.kv_dir"},
+    "clock": {"*": "fata.platform.unix"},
+    "random": {"*": "fata.platform.unix"},
+    "console": {"*": "fata.platform.unix"},
+    "lifecycle": {"*": "fata.platform.unix"},
+}
+_ARG_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ConfigError(Exception):
+    """A mistake in an appliance's configuration, located at ``file:line`` when known."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(f"{where}{message}")
+
+
+def _caller_origin() -> tuple[str | None, int | None]:
+    """The first frame outside this module: where the declaration was written."""
+    here = __file__
+    for frame_info in inspect.stack()[1:]:
+        if frame_info.filename != here:
+            return frame_info.filename, frame_info.lineno
+    return None, None
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device the appliance needs; the platform decides how to provide it."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: tuple[str | None, int | None] = (None, None)
+
+    def bake(self) -> dict[str, Any]:
+        """The JSON form stored in the image."""
+        return {"kind": self.kind, **self.params}
+
+
+def stack() -> DeviceSpec:
+    """A network stack (``fata.devices.Stack``): host sockets or Fata's own TCP/IP, by ``--net``."""
+    return DeviceSpec("stack", {}, _caller_origin())
+
+
+def kv_ro(directory: str) -> DeviceSpec:
+    """A read-only key/value store (``fata.devices.KV``) over ``directory`` of the appliance,
+    copied into the image at build time."""
+    origin = _caller_origin()
+    if not isinstance(directory, str) or not directory or directory.startswith(("/", "..")):
+        raise ConfigError(f"kv_ro() wants a relative directory name, got {directory!r}", *origin)
+    return DeviceSpec("kv_ro", {"directory": directory}, origin)
+
+
+def clock() -> DeviceSpec:
+    """Monotonic and wall-clock time (``fata.devices.Clock``)."""
+    return DeviceSpec("clock", {}, _caller_origin())
+
+
+def random() -> DeviceSpec:
+    """Secure random bytes (``fata.devices.Random``)."""
+    return DeviceSpec("random", {}, _caller_origin())
+
+
+def console() -> DeviceSpec:
+    """The log (``fata.devices.Console``)."""
+    return DeviceSpec("console", {}, _caller_origin())
+
+
+def lifecycle() -> DeviceSpec:
+    """Stop and reload requests (``fata.devices.Lifecycle``)."""
+    return DeviceSpec("lifecycle", {}, _caller_origin())
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """A runtime argument: the option ``--name`` of the running image."""
+
+    name: str
+    type: str
+    default: Any
+    multiple: bool
+    choices: tuple[Any, ...] | None
+    help: str
+    origin: tuple[str | None, int | None] = (None, None)
+
+    @property
+    def option(self) -> str:
+        """The command-line spelling, ``--tcp-idle-timeout`` for ``tcp_idle_timeout``."""
+        return "--" + self.name.replace("_", "-")
+
+    def bake(self) -> dict[str, Any]:
+        """The JSON form stored in the image."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": list(self.default) if self.multiple else self.default,
+            "multiple": self.multiple,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "help": self.help,
+        }
+
+
+def arg(
+    name: str,
+    *,
+    type: type = str,
+    default: Any = None,
+    multiple: bool = False,
+    choices: list[Any] | tuple[Any, ...] | None = None,
+    help: str = "",
+) -> ArgSpec:
+    """Declare a runtime argument (``--name`` on ``fata run IMAGE -- ...``)."""
+    origin = _caller_origin()
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"argument name {name!r} must be lower_snake_case", *origin)
+    type_name = getattr(type, "__name__", None)
+    if type_name not in _ARG_TYPES or _ARG_TYPES[type_name] is not type:
+        raise ConfigError(f"argument {name!r}: type must be one of str, int, float, bool", *origin)
+    if multiple:
+        default = tuple(default or ())
+        values = default
+    else:
+        values = () if default is None else (default,)
+    for value in values:
+        if not isinstance(value, type) or (type is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"argument {name!r}: default {value!r} is not of type {type_name}", *origin
+            )
+    if choices is not None:
+        choices = tuple(choices)
+        for value in values:
+            if value not in choices:
+                raise ConfigError(f"argument {name!r}: default {value!r} not in {choices}", *origin)
+    if type is bool and multiple:
+        raise ConfigError(f"argument {name!r}: a bool argument cannot be repeated", *origin)
+    return ArgSpec(name, type_name, default, multiple, choices, help, origin)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A configure-time key, chosen at ``fata build`` and baked into the image."""
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    help: str
+    origin: tuple[str | None, int | None] = (None, None)
+
+
+def key(name: str, *, choices: list[str], default: str, help: str = "") -> KeySpec:
+    """Declare a configure-time key (``fata build --key name=value``)."""
+    origin = _caller_origin()
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name == "net":
+        raise ConfigError(f"key name {name!r} must be lower_snake_case and not 'net'", *origin)
+    choices_t = tuple(choices)
+    if not choices_t or not all(isinstance(c, str) for c in choices_t):
+        raise ConfigError(f"key {name!r}: choices must be a non-empty list of strings", *origin)
+    if default not in choices_t:
+        raise ConfigError(f"key {name!r}: default {default!r} not in {choices_t}", *origin)
+    return KeySpec(name, choices_t, default, help, origin)
+
+
+class Appliance:
+    """What an appliance is: its name, entry point, devices, keys and arguments."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        entry: str,
+        devices: dict[str, DeviceSpec],
+        args: list[ArgSpec] | tuple[ArgSpec, ...] = (),
+        keys: list[KeySpec] | tuple[KeySpec, ...] = (),
+        include: list[str] | tuple[str, ...] = (),
+        description: str = "",
+    ) -> None:
+        origin = _caller_origin()
+        self.origin = origin
+        if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]*$", name):
+            raise ConfigError(f"appliance name {name!r} must be lowercase letters, digits, - or _", *origin)
+        if not isinstance(version, str) or not version:
+            raise ConfigError("appliance version must be a non-empty string", *origin)
+        if not isinstance(entry, str) or not _ENTRY_RE.match(entry):
+            raise ConfigError(f"entry {entry!r} must look like 'package.module:function'", *origin)
+        if not isinstance(devices, dict):
+            raise ConfigError("devices must be a dict of name -> device", *origin)
+        for dev_name, spec in devices.items():
+            if not isinstance(spec, DeviceSpec):
+                raise ConfigError(
+                    f"device {dev_name!r} is {spec!r}, not a device (use stack(), kv_ro(...), ...)",
+                    *origin,
+                )
+            if not isinstance(dev_name, str) or not _NAME_RE.match(dev_name) or dev_name == "args":
+                raise ConfigError(f"device name {dev_name!r} must be lower_snake_case", *spec.origin)
+        if sum(1 for s in devices.values() if s.kind == "stack") > 1:
+            raise ConfigError("an appliance has at most one network stack", *origin)
+        seen: set[str] = set()
+        for spec in args:
+            if not isinstance(spec, ArgSpec):
+                raise ConfigError(f"{spec!r} is not an argument (use arg(...))", *origin)
+            if spec.name in seen:
+                raise ConfigError(f"argument {spec.name!r} declared twice", *spec.origin)
+            seen.add(spec.name)
+        key_names: set[str] = set()
+        for spec in keys:
+            if not isinstance(spec, KeySpec):
+                raise ConfigError(f"{spec!r} is not a key (use key(...))", *origin)
+            if spec.name in key_names or spec.name in seen:
+                raise ConfigError(f"key {spec.name!r} clashes with another key or argument", *spec.origin)
+            key_names.add(spec.name)
+        for mod in include:
+            if not isinstance(mod, str) or not re.match(r"^[A-Za-z_][\w.]*$", mod):
+                raise ConfigError(f"include entry {mod!r} is not a module name", *origin)
+        self.name = name
+        self.version = version
+        self.entry = entry
+        self.devices = dict(devices)
+        self.args = tuple(args)
+        self.keys = tuple(keys)
+        self.include = tuple(include)
+        self.description = description
+        self.directory: Path | None = None
+
+    @property
+    def entry_module(self) -> str:
+        """The module holding the entry point."""
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def has_stack(self) -> bool:
+        """Whether the appliance uses the network (and so has the ``net`` key)."""
+        return any(s.kind == "stack" for s in self.devices.values())
+
+    def resolve_keys(self, given: dict[str, str]) -> dict[str, str]:
+        """Configure-time key values: the given ones checked, defaults for the rest."""
+        known: dict[str, KeySpec] = {k.name: k for k in self.keys}
+        if self.has_stack:
+            known["net"] = KeySpec("net", NET_CHOICES, "socket", "network stack")
+        for name, value in given.items():
+            if name not in known:
+                hint = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"appliance {self.name!r} has no key {name!r} (keys: {hint})")
+            if value not in known[name].choices:
+                raise ConfigError(
+                    f"key {name!r}: {value!r} is not one of {', '.join(known[name].choices)}"
+                )
+        return {name: given.get(name, spec.default) for name, spec in sorted(known.items())}
+
+    def platform_modules(self, keys: dict[str, str]) -> list[str]:
+        """The modules that provide this appliance's devices under ``keys`` (sorted, unique)."""
+        mods: set[str] = set()
+        for spec in self.devices.values():
+            table = _PLATFORM_MODULES[spec.kind]
+            mods.add(table.get("*") or table[keys["net"]])
+        return sorted(mods)
+
+    def bake(self, keys: dict[str, str]) -> dict[str, Any]:
+        """The resolved configuration baked into an image: plain JSON data, nothing callable."""
+        keys = self.resolve_keys(keys)
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "entry": self.entry,
+            "keys": keys,
+            "devices": {n: s.bake() for n, s in sorted(self.devices.items())},
+            "args": [a.bake() for a in self.args],
+            "include": list(self.include),
+            "platform_modules": self.platform_modules(keys),
+        }
+
+    def data_directories(self) -> list[str]:
+        """The appliance directories that ``kv_ro`` devices bake into the image."""
+        return sorted({s.params["directory"] for s in self.devices.values() if s.kind == "kv_ro"})
+
+
+def load(appliance_dir: str | Path) -> Appliance:
+    """Execute ``APPLIANCE_DIR/config.py`` and return its ``appliance``.
+
+    Any error (syntax, exception, wrong declaration) becomes a ``ConfigError`` naming the
+    file and line, never a traceback.
+    """
+    directory = Path(appliance_dir)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} is not an appliance directory")
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {directory} (is it an appliance directory?)")
+    filename = str(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+        code = compile(source, filename, "exec")
+    except SyntaxError as exc:
+        raise ConfigError(f"syntax error: {exc.msg}", filename, exc.lineno) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", filename) from None
+    namespace: dict[str, Any] = {"__file__": filename, "__name__": "fata_config"}
+    # The appliance's own package must be importable from its config (for constants).
+    sys.path.insert(0, str(directory))
+    try:
+        exec(code, namespace)
+    except ConfigError as exc:
+        if exc.file is None:
+            exc = ConfigError(exc.message, filename)
+        raise exc from None
+    except Exception as exc:
+        line = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == filename:
+                line = frame.lineno
+        raise ConfigError(f"{type(exc).__name__}: {exc}", filename, line) from None
+    finally:
+        try:
+            sys.path.remove(str(directory))
+        except ValueError:
+            pass
+    appliance = namespace.get("appliance")
+    if not isinstance(appliance, Appliance):
+        raise ConfigError("defines no `appliance = Appliance(...)`", filename)
+    appliance.directory = directory.resolve()
+    for data_dir in appliance.data_directories():
+        if not (directory / data_dir).is_dir():
+            spec = next(s for s in appliance.devices.values() if s.params.get("directory") == data_dir)
+            raise ConfigError(f"kv_ro directory {data_dir!r} does not exist in {directory}", *spec.origin)
+    return appliance

@@ -1,0 +1,88 @@
+"""The configuration DSL: declarations, keys, baking, and errors located at file:line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from fata.config import ConfigError, load
+
+GOOD = """\
+from fata.config import Appliance, arg, clock, console, key, kv_ro, lifecycle, stack
+
+appliance = Appliance(
+    name="echo",
+    version="1.2.3",
+    entry="fata_echo.unikernel:start",
+    devices={"stack": stack(), "data": kv_ro("data"), "clock": clock(),
+             "console": console(), "lifecycle": lifecycle()},
+    args=[arg("port", type=int, default=7, help="port"),
+          arg("peer", type=str, multiple=True, help="peers")],
+    keys=[key("mode", choices=["fast", "small"], default="fast")],
+    include=["json"],
+)
+"""
+
+
+def write(tmp_path: Path, text: str, data: bool = True) -> Path:
+    (tmp_path / "config.py").write_text(textwrap.dedent(text))
+    if data:
+        (tmp_path / "data").mkdir(exist_ok=True)
+    return tmp_path
+
+
+def test_good_config_bakes_keys_devices_and_platform(tmp_path: Path) -> None:
+    app = load(write(tmp_path, GOOD))
+    baked = app.bake({"net": "direct"})
+    assert baked["name"] == "echo" and baked["entry"] == "fata_echo.unikernel:start"
+    assert baked["keys"] == {"mode": "fast", "net": "direct"}
+    assert baked["devices"]["data"] == {"kind": "kv_ro", "directory": "data"}
+    assert "fata.platform.direct" in baked["platform_modules"]
+    assert "fata.platform.socket_stack" not in baked["platform_modules"]
+    assert app.bake({})["keys"]["net"] == "socket"
+    assert [a["name"] for a in baked["args"]] == ["port", "peer"]
+    assert baked["args"][1]["default"] == []
+
+
+def test_unknown_key_and_bad_value_are_clear(tmp_path: Path) -> None:
+    app = load(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="no key 'colour'"):
+        app.bake({"colour": "red"})
+    with pytest.raises(ConfigError, match="'tap' is not one of socket, direct"):
+        app.bake({"net": "tap"})
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("x = (\n", 1, "syntax error"),
+        ("import nonexistent_module_xyz\n", 1, "ModuleNotFoundError"),
+        ("from fata.config import arg\n\nport = arg('Port')\n", 3, "lower_snake_case"),
+        ("from fata.config import arg\nx = 1\narg('port', type=int, default='53')\n", 3,
+         "not of type int"),
+        ("from fata.config import Appliance, stack\nappliance = Appliance(name='a', version='1',"
+         " entry='nocolon', devices={})\n", 2, "package.module:function"),
+        ("from fata.config import Appliance, kv_ro\n\nappliance = Appliance(name='a', version='1',"
+         " entry='a.b:c',\n    devices={'d': kv_ro('missing')})\n", 4, "does not exist"),
+    ],
+)
+def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    write(tmp_path, text, data=False)
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path)
+    assert message in str(info.value)
+    assert info.value.file == str(tmp_path / "config.py")
+    assert info.value.line == line
+    assert str(info.value).startswith(f"{tmp_path / 'config.py'}:{line}: ")
+
+
+def test_missing_appliance_variable_and_directory(tmp_path: Path) -> None:
+    write(tmp_path, "x = 1\n")
+    with pytest.raises(ConfigError, match=r"defines no `appliance"):
+        load(tmp_path)
+    with pytest.raises(ConfigError, match="not an appliance directory"):
+        load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no config\.py"):
+        load(tmp_path / "empty")
