@@ -41,7 +41,7 @@ tools:
 	else echo "not root: tests needing Debian tools or root will be skipped with a reason"; fi
 
 test: setup tools
-	$(BIN)/ruff check core appliances tests
+	$(BIN)/ruff check $(wildcard core appliances tests)
 	$(BIN)/pytest
 
 images: setup
