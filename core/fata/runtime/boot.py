@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import signal
 import sys
 import traceback
 from contextlib import suppress
@@ -86,19 +87,18 @@ async def _main(baked: dict[str, Any], options: argparse.Namespace, args: argpar
         start_task = asyncio.create_task(start(**devices, args=args), name="start")
         stop_task = asyncio.create_task(lifecycle.wait_stopped(), name="lifecycle")
         await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if start_task.done():
-            stop_task.cancel()
-            exc = start_task.exception()
-            if exc is not None:
-                status = 1
-                _report(console, exc)
-        else:
-            console.info("stop requested, shutting down")
+        if lifecycle.stop_requested:
+            sig = lifecycle.stop_signal
+            name = signal.Signals(sig).name if sig else "request"
+            console.info(f"stop requested ({name}), shutting down")
+        if not start_task.done():
             start_task.cancel()
             with suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(start_task, STOP_GRACE_SECONDS)
-            if not start_task.cancelled() and start_task.done() and start_task.exception():
-                _report(console, start_task.exception())
+        stop_task.cancel()
+        if start_task.done() and not start_task.cancelled() and start_task.exception():
+            status = 0 if lifecycle.stop_requested else 1
+            _report(console, start_task.exception())
     except PlatformError as exc:
         console.error(str(exc))
         status = 1
