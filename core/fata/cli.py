@@ -68,14 +68,24 @@ def cmd_run(argv: list[str]) -> int:
     elif target.is_file():
         path = target
         if ns.net is not None:
-            manifest = image.verify(path)
-            baked_net = manifest.get("config", {}).get("keys", {}).get("net")
+            baked_net = _peek_manifest(path).get("keys", {}).get("net")
             if baked_net != ns.net:
                 raise UsageError(f"{path} was built with --net {baked_net}; rebuild it with "
                                  f"`fata build ... --net {ns.net}`")
     else:
         raise UsageError(f"{target}: no such image or appliance directory")
     return image.run_image(path, [*platform_argv, "--", *after], trust)
+
+
+def _peek_manifest(path: Path) -> dict:
+    """The manifest as stored, unverified: only to check options early (run verifies it all)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("MANIFEST.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
 
 
 def _cache_dir() -> Path:
@@ -218,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fata inspect IMAGE | head`
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # the image package's errors, PlatformError, OSError
         if type(exc).__name__ in ("ImageError", "PlatformError") or isinstance(exc, OSError):
             print(f"fata: {exc}", file=sys.stderr)

@@ -1,0 +1,241 @@
+"""``fata build``: from an appliance directory and configure-time keys to one sealed image.
+
+The steps, each deterministic so that the same inputs give the same bytes:
+
+1. load ``config.py`` and bake the configuration for the keys;
+2. generate the image's main (``mainmodule``) and walk the closure of modules it reaches
+   (``closure``), starting from it, the interpreter's own start-up modules and the
+   configuration's ``include`` packages;
+3. compile every source module to sourceless, hash-based bytecode (``bytecode``), copy
+   extension modules (and the shared libraries third-party wheels bundle for them), and
+   copy the ``kv_ro`` data directories under ``data/``;
+4. write the manifest (every member with size, SHA-256 and kind), sign it with ed25519 and
+   write the archive (``archive``) with one timestamp: ``SOURCE_DATE_EPOCH``, else the git
+   commit time, else 1980-01-01.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fata
+from fata import config as fata_config
+from fata.image import closure as closure_mod
+from fata.image.archive import Member, write_archive
+from fata.image.bytecode import check_bytecode, pyc_bytes
+from fata.image.errors import ImageError
+from fata.image.keys import SigningKey, dev_signing_key, load_signing_key
+from fata.image.mainmodule import MAIN_NAME, main_source
+from fata.image.manifest import (
+    FORMAT,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    dumps,
+    python_tag,
+    signature_bytes,
+)
+from fata.image.paths import fata_source_root, repo_root_for
+
+TARGETS = ("unix",)
+IMAGE_SUFFIX = ".fata"
+LIB = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}"
+FALLBACK_EPOCH = 315532800  # 1980-01-01: no SOURCE_DATE_EPOCH and no git history
+
+
+def build(
+    appliance_dir: Path,
+    keys: dict[str, str] | None = None,
+    out_dir: Path | None = None,
+    sign_key: Path | None = None,
+    log: Callable[..., Any] = print,
+    target: str = "unix",
+) -> Path:
+    """Build the image of ``appliance_dir`` for ``keys``; return the image's path."""
+    if target not in TARGETS:
+        raise ImageError(f"target {target!r} is not supported yet (targets: {', '.join(TARGETS)})")
+    appliance = fata_config.load(appliance_dir)
+    baked = appliance.bake(dict(keys or {}))
+    assert appliance.directory is not None
+    signer = load_signing_key(sign_key) if sign_key is not None else dev_signing_key()
+    epoch = build_epoch(appliance.directory)
+    log(f"building {baked['name']} {baked['version']} for {target} "
+        f"({', '.join(f'{k}={v}' for k, v in baked['keys'].items()) or 'no keys'})")
+
+    members, counts = collect(appliance, baked, log)
+    manifest = make_manifest(baked, target, epoch, members, signer)
+    manifest_bytes = dumps(manifest)
+    signature = signature_bytes(signer.key_id, signer.sign(manifest_bytes))
+    archive = [Member(MANIFEST_NAME, manifest_bytes), Member(SIGNATURE_NAME, signature)]
+    archive += [members[name][0] for name in sorted(members)]
+
+    out = Path(out_dir) if out_dir is not None else default_out_dir(appliance.directory)
+    path = out / image_file_name(baked, target)
+    write_archive(path, archive, epoch)
+    size = path.stat().st_size
+    summary = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    log(f"{len(archive)} files ({summary}), {size / 1e6:.1f} MB, signed by {signer.label} "
+        f"[{signer.key_id}]")
+    return path
+
+
+def default_out_dir(appliance_dir: Path) -> Path:
+    """``images/dist/`` of the repository the appliance is in (git-ignored)."""
+    return repo_root_for(appliance_dir) / "images" / "dist"
+
+
+def image_file_name(baked: dict[str, Any], target: str) -> str:
+    """``dns-0.1.0-unix-socket.fata``: name, version, target and the keys' values."""
+    keys = baked["keys"]
+    parts = [baked["name"], baked["version"], target]
+    if "net" in keys:
+        parts.append(keys["net"])
+    parts += [f"{k}-{v}" for k, v in sorted(keys.items()) if k != "net"]
+    return "-".join(p.replace("/", "_") for p in parts) + IMAGE_SUFFIX
+
+
+def build_epoch(directory: Path) -> int:
+    """``SOURCE_DATE_EPOCH``, else the commit time of the git checkout, else 1980-01-01."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise ImageError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from None
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(directory), "log", "-1", "--format=%ct"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return FALLBACK_EPOCH
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else FALLBACK_EPOCH
+
+
+def _image_dir(module: closure_mod.Module) -> str:
+    """Where a module's search root goes in the image."""
+    if module.origin == "stdlib" and module.root.name == "lib-dynload":
+        return f"{LIB}/lib-dynload"
+    return LIB
+
+
+def collect(
+    appliance: fata_config.Appliance, baked: dict[str, Any], log: Callable[..., Any]
+) -> tuple[dict[str, tuple[Member, str]], dict[str, int]]:
+    """Every member but the manifest and signature: {path: (member, kind)}, and module counts."""
+    assert appliance.directory is not None
+    source = main_source(baked, baked["platform_modules"], appliance.entry_module)
+    roots = closure_mod.default_roots(appliance.directory, fata_source_root())
+    index = closure_mod.ModuleIndex(roots)
+    includes = [f"{name}.*" for name in baked["include"]]
+    found = closure_mod.compute(index, [*closure_mod.INTERPRETER_MODULES, *includes], source,
+                                MAIN_NAME)
+
+    needed = ["fata.runtime.boot", appliance.entry_module, *baked["platform_modules"],
+              *baked["include"]]
+    for name in needed:
+        if name not in found.modules:
+            raise ImageError(f"module {name} (needed by {baked['name']}) cannot be found "
+                             f"(looked in {appliance.directory}, {fata_source_root()} and "
+                             f"the Python installation)")
+    for name, importers in sorted(found.missing.items()):
+        ours = sorted(i for i in importers
+                      if i in found.modules and found.modules[i].origin in ("appliance", "fata"))
+        if ours:
+            log(f"warning: {', '.join(ours)} imports {name}, which cannot be found; "
+                f"the image will raise ImportError if that import runs")
+
+    members: dict[str, tuple[Member, str]] = {}
+    counts: dict[str, int] = {}
+
+    def add(path: str, data: bytes, kind: str, mode: int = 0o644) -> None:
+        if path in members and members[path][0].data != data:
+            raise ImageError(f"two different files want the image path {path}")
+        members[path] = (Member(path, data, mode), kind)
+
+    for name in sorted(found.modules):
+        module = found.modules[name]
+        counts[module.origin] = counts.get(module.origin, 0) + 1
+        if module.path is None:
+            continue
+        rel = module.path.relative_to(module.root).as_posix()
+        base = _image_dir(module)
+        if module.kind == "source":
+            display = rel
+            target_rel = rel[: -len(".py")] + ".pyc"
+            add(f"{base}/{target_rel}", pyc_bytes(module.path.read_bytes(), display), module.origin)
+        elif module.kind == "bytecode":
+            data = check_bytecode(module.path.read_bytes(), module.path)
+            add(f"{base}/{rel}", data, module.origin)
+        elif module.kind == "extension":
+            add(f"{base}/{rel}", module.path.read_bytes(), module.origin, 0o755)
+            if module.origin == "third-party":
+                for lib_path in bundled_libraries(module.path, module.root):
+                    lib_rel = lib_path.relative_to(module.root).as_posix()
+                    add(f"{base}/{lib_rel}", lib_path.read_bytes(), module.origin, 0o755)
+
+    main_pyc = pyc_bytes(source, f"{MAIN_NAME}.py")
+    add(f"{LIB}/{MAIN_NAME}.pyc", main_pyc, "image")
+
+    for directory in appliance.data_directories():
+        base_dir = appliance.directory / directory
+        for path in sorted(base_dir.rglob("*")):
+            rel_parts = path.relative_to(base_dir).parts
+            if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
+                continue
+            add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
+    return members, counts
+
+
+def bundled_libraries(extension: Path, site: Path) -> list[Path]:
+    """Shared libraries a wheel bundles in ``<dist>.libs/`` that ``extension`` links to
+    (found by name in its bytes, transitively): auditwheel's layout."""
+    lib_dirs = [d for d in site.glob("*.libs") if d.is_dir()]
+    if not lib_dirs:
+        return []
+    candidates = {p.name: p for d in lib_dirs for p in d.iterdir() if p.is_file()}
+    found: dict[str, Path] = {}
+    pending = [extension]
+    while pending:
+        data = pending.pop().read_bytes()
+        for name, path in candidates.items():
+            if name not in found and name.encode() in data:
+                found[name] = path
+                pending.append(path)
+    return sorted(found.values())
+
+
+def make_manifest(
+    baked: dict[str, Any],
+    target: str,
+    epoch: int,
+    members: dict[str, tuple[Member, str]],
+    signer: SigningKey,
+) -> dict[str, Any]:
+    """The manifest of an image holding ``members``."""
+    files = [
+        {"path": path, "size": len(member.data), "sha256": hashlib.sha256(member.data).hexdigest(),
+         "kind": kind}
+        for path, (member, kind) in sorted(members.items())
+    ]
+    return {
+        "format": FORMAT,
+        "name": baked["name"],
+        "version": baked["version"],
+        "target": target,
+        "keys": baked["keys"],
+        "config": baked,
+        "python": python_tag(),
+        "fata_version": fata.__version__,
+        "build_epoch": epoch,
+        "main": f"{LIB}/{MAIN_NAME}.pyc",
+        "key_id": signer.key_id,
+        "key_label": signer.label,
+        "files": files,
+    }

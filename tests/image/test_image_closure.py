@@ -1,0 +1,145 @@
+"""The closure walk: which imports it follows, and which it must not."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from fata.image import closure
+from fata.image.paths import project_root
+from fata.image.recipes import load_recipes
+
+
+def scan(source: str, module: str = "pkg.mod", is_package: bool = False) -> closure.Scan:
+    return closure.scan_source(textwrap.dedent(source).encode(), module, is_package, "<test>")
+
+
+def test_absolute_relative_and_from_imports() -> None:
+    result = scan("""
+        import a.b.c, d as e
+        from f import g
+        from . import sibling
+        from .. import up
+        from .sub import thing
+        from ...too.far import nothing
+    """, module="pkg.sub.mod")
+    assert result.required == ("a.b.c", "d", "f", "pkg.sub", "pkg", "pkg.sub.sub")
+    assert set(result.maybe) == {"f.g", "pkg.sub.sibling", "pkg.up", "pkg.sub.sub.thing"}
+
+
+def test_relative_import_in_a_package_init() -> None:
+    assert scan("from . import x", module="pkg", is_package=True).maybe == ("pkg.x",)
+
+
+def test_type_checking_and_main_blocks_are_not_followed() -> None:
+    result = scan("""
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            import heavy
+        else:
+            import light
+        if typing.TYPE_CHECKING:
+            import heavier
+        if __name__ == "__main__":
+            import cli_only
+    """)
+    assert "heavy" not in result.required and "heavier" not in result.required
+    assert "cli_only" not in result.required and "light" in result.required
+
+
+def test_function_level_imports_are_lazy_and_dev_tools_are_pruned() -> None:
+    result = scan("""
+        import importlib
+        def f():
+            import json
+            import doctest
+            importlib.import_module("xml.dom")
+        mod = importlib.import_module("csv")
+        lam = lambda: __import__("zlib")
+    """)
+    assert set(result.lazy) == {"json", "doctest", "xml.dom", "zlib"}
+    assert "csv" in result.maybe
+    assert closure._lazy_excluded("doctest") and closure._lazy_excluded("unittest.mock")
+    assert closure._lazy_excluded("importlib.metadata._meta")
+    assert not closure._lazy_excluded("json") and not closure._lazy_excluded("importlib.util")
+
+
+def test_cython_sources_declare_their_imports(tmp_path: Path) -> None:
+    package = tmp_path / "cy"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .fast import f\n")
+    (package / "fast.pyx").write_text(textwrap.dedent("""
+        from libc.stdint cimport uint8_t
+        cimport cython
+        import asyncio, collections.abc
+        from . import _helper
+        from .sub import thing as other
+    """))
+    (package / "_helper.py").write_text("")
+    (package / "fast.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    index = closure.ModuleIndex([(tmp_path, "third-party")])
+    module = index.find("cy.fast")
+    assert module is not None and module.kind == "extension"
+    found = closure._cython_imports(module)
+    assert {"asyncio", "collections.abc", "cy", "cy._helper", "cy.sub", "cy.sub.thing"} <= set(
+        found)
+    assert not any("libc" in f or f == "cython" for f in found)
+
+
+def test_walk_follows_parents_and_records_missing(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "main.py").write_text("import app.util\nimport not_anywhere\n")
+    (tmp_path / "app" / "util.py").write_text("from .deep import x\n")
+    (tmp_path / "app" / "deep.py").write_text("x = 1\n")
+    (tmp_path / "unused.py").write_text("")
+    index = closure.ModuleIndex([(tmp_path, "appliance")])
+    result = closure.compute(index, ["app.main"])
+    assert set(result.modules) == {"app", "app.main", "app.util", "app.deep"}
+    assert result.missing == {"not_anywhere": {"app.main"}}
+
+
+def test_namespace_packages_and_whole_packages(tmp_path: Path) -> None:
+    (tmp_path / "ns" / "inner").mkdir(parents=True)
+    (tmp_path / "ns" / "inner" / "__init__.py").write_text("")
+    (tmp_path / "ns" / "inner" / "a.py").write_text("")
+    (tmp_path / "ns" / "inner" / "b.py").write_text("")
+    (tmp_path / "ns" / "inner" / "__pycache__").mkdir()
+    index = closure.ModuleIndex([(tmp_path, "third-party")])
+    result = closure.compute(index, ["ns.inner.*"])
+    assert set(result.modules) == {"ns", "ns.inner", "ns.inner.a", "ns.inner.b"}
+    assert result.modules["ns"].kind == "namespace"
+
+
+def test_published_recipes_name_real_appliances() -> None:
+    root = project_root()
+    assert root is not None
+    recipes = load_recipes(root / "images" / "recipes.json")
+    assert {r["keys"]["net"] for r in recipes if r["appliance"] == "dns"} == {"socket", "direct"}
+    for recipe in recipes:
+        assert (root / "appliances" / recipe["appliance"]).is_dir()
+
+
+def test_wheel_bundled_libraries_come_with_their_extension(tmp_path: Path) -> None:
+    from fata.image.build import bundled_libraries
+
+    libs = tmp_path / "pkg.libs"
+    libs.mkdir()
+    (libs / "libfoo-1a2b.so.1").write_bytes(b"\x7fELF needs libbar-3c4d.so.2")
+    (libs / "libbar-3c4d.so.2").write_bytes(b"\x7fELF")
+    (libs / "libunused-5e6f.so").write_bytes(b"\x7fELF")
+    ext = tmp_path / "pkg" / "_ext.so"
+    ext.parent.mkdir()
+    ext.write_bytes(b"\x7fELF ... libfoo-1a2b.so.1 ...")
+    assert [p.name for p in bundled_libraries(ext, tmp_path)] == [
+        "libbar-3c4d.so.2", "libfoo-1a2b.so.1"]
+
+
+def test_fata_installed_among_third_party_packages_is_still_fata(tmp_path: Path) -> None:
+    (tmp_path / "fata").mkdir()
+    (tmp_path / "fata" / "__init__.py").write_text("import other\n")
+    (tmp_path / "other.py").write_text("")
+    index = closure.ModuleIndex([(tmp_path, "third-party")])
+    result = closure.compute(index, ["fata"])
+    assert result.modules["fata"].origin == "fata"
+    assert result.modules["other"].origin == "third-party"

@@ -1,0 +1,132 @@
+"""``inspect`` reports what an image holds; ``new`` forks an appliance that works."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fata import image
+from fata.image.paths import project_root
+
+from .conftest import fata_cli
+
+
+def test_inspect_breaks_sizes_down_by_kind(tiny_image: Path) -> None:
+    info = image.inspect(tiny_image)
+    assert info["verified"] is True
+    breakdown = info["breakdown"]
+    assert {"appliance", "fata", "stdlib", "third-party", "data", "image"} >= set(breakdown)
+    assert {"appliance", "fata", "stdlib", "data"} <= set(breakdown)
+    files = info["manifest"]["files"]
+    assert sum(row["files"] for row in breakdown.values()) == len(files)
+    assert sum(row["bytes"] for row in breakdown.values()) == sum(e["size"] for e in files)
+    assert info["file_size"] == tiny_image.stat().st_size
+    text = image.format_inspect(info)
+    for needle in ("tiny 0.1.0", "stdlib", "third-party" if "third-party" in breakdown else "fata",
+                   "fata development key", "largest members"):
+        assert needle in text
+
+
+def test_inspect_cli_json_and_a_tampered_image(tiny_image: Path, tmp_path: Path) -> None:
+    result = fata_cli("inspect", "--json", str(tiny_image))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["manifest"]["name"] == "tiny"
+    data = bytearray(tiny_image.read_bytes())
+    info = image.inspect(tiny_image)
+    big = max(info["manifest"]["files"], key=lambda e: e["size"])["path"]
+    from .conftest import member_data_offset
+
+    data[member_data_offset(tiny_image, big)] ^= 1
+    bad = tmp_path / "bad.fata"
+    bad.write_bytes(bytes(data))
+    report = image.inspect(bad)  # still readable, with the verdict
+    assert report["verified"] is False and big in report["verification"]
+
+
+def _run_tests(appliance: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{appliance}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir",
+         str(appliance), str(appliance / "tests")],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=appliance, env=env,
+    )
+
+
+def test_new_makes_a_working_fork(tiny_dir: Path, tmp_path: Path) -> None:
+    fork = image.new("echo", tiny_dir, tmp_path / "echo")
+    assert (fork / "fata_echo" / "unikernel.py").is_file()
+    assert not (fork / "fata_tiny").exists()
+    texts = "".join(p.read_text() for p in fork.rglob("*") if p.is_file())
+    assert "fata_tiny" not in texts and "fata-tiny" not in texts
+    readme = (fork / "README.md").read_text()
+    assert "fata-echo" in readme and "fata_echo_bench" in readme
+    assert 'name="echo"' in (fork / "config.py").read_text()
+    # Builds, runs, and passes its own tests.
+    built = image.build(fork, {}, tmp_path / "out", log=lambda *a: None)
+    assert built.name == "echo-0.1.0-unix.fata"
+    result = fata_cli("run", str(built))
+    assert result.returncode == 0 and "fata_echo says hello from the data" in result.stderr
+    tests = _run_tests(fork, 120)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "1 passed" in tests.stdout
+
+
+def test_new_refuses_bad_requests(tiny_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(image.ImageError, match="lowercase"):
+        image.new("Bad-Name", tiny_dir, tmp_path / "x")
+    with pytest.raises(image.ImageError, match="other than 'tiny'"):
+        image.new("tiny", tiny_dir, tmp_path / "y")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file").write_text("x")
+    with pytest.raises(image.ImageError, match="not empty"):
+        image.new("fork", tiny_dir, tmp_path / "full")
+    result = fata_cli("new", "fork", "--from", str(tmp_path / "nowhere"))
+    assert result.returncode == 1 and result.stderr.startswith("fata: ")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_forked_dns_appliance_builds_runs_and_answers(tmp_path: Path) -> None:
+    root = project_root()
+    dns_dir = root / "appliances" / "dns" if root else None
+    if dns_dir is None or not (dns_dir / "config.py").is_file():
+        pytest.skip("the DNS appliance is not in this checkout")
+    dig = shutil.which("dig") or shutil.which("kdig")
+    if dig is None:
+        pytest.skip("needs dig or kdig (apt-get install dnsutils)")
+    fork = image.new("mydns", dns_dir, tmp_path / "mydns")
+    assert (fork / "fata_mydns" / "unikernel.py").is_file()
+    built = image.build(fork, {"net": "socket"}, tmp_path / "out", log=lambda *a: None)
+    port = _free_port()
+    launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
+    proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        answer = ""
+        for _ in range(50):
+            out = subprocess.run([dig, "@127.0.0.1", "-p", str(port), "www.example.org", "A",
+                                  "+short", "+time=1", "+tries=1"],
+                                 capture_output=True, text=True, timeout=10, check=False)
+            answer = out.stdout.strip()
+            if answer:
+                break
+            time.sleep(0.1)
+        assert answer, "the forked DNS image did not answer"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    if (fork / "tests").is_dir() and any((fork / "tests").glob("test_*.py")):
+        tests = _run_tests(fork, 300)
+        assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
