@@ -1,0 +1,31 @@
+"""The DNS appliance's configuration: the devices it needs and its runtime arguments."""
+
+from fata.config import Appliance, arg, clock, console, kv_ro, lifecycle, stack
+
+appliance = Appliance(
+    name="dns",
+    version="0.1.0",
+    entry="fata_dns.unikernel:start",
+    devices={
+        "stack": stack(),
+        "data": kv_ro("data"),
+        "clock": clock(),
+        "console": console(),
+        "lifecycle": lifecycle(),
+    },
+    args=[
+        arg("zone", type=str, multiple=True,
+            help="zone file (master format); repeatable; default: the baked data/*.zone"),
+        arg("listen", type=str, default="127.0.0.1", help="address to answer on"),
+        arg("port", type=int, default=53, help="UDP and TCP port"),
+        arg("axfr_allow", type=str, multiple=True,
+            help="address or CIDR allowed to transfer zones (AXFR/IXFR); repeatable"),
+        arg("notify", type=str, multiple=True,
+            help="secondary ADDR[:PORT] to NOTIFY when a reload raises a serial; repeatable"),
+        arg("tcp_idle_timeout", type=float, default=10.0,
+            help="seconds before an idle TCP connection is closed"),
+        arg("tcp_max_connections", type=int, default=100,
+            help="concurrent TCP connections; more are refused"),
+    ],
+    include=["dns.rdtypes"],
+)

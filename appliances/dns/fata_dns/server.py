@@ -1,0 +1,336 @@
+"""The DNS server engine (sans-IO): query bytes in, response bytes out.
+
+Speed comes from memoisation, in two levels, both keyed by data that cannot change while a
+catalog is served:
+
+1. ``_exact``: the query minus its ID (``payload[2:]``) to the response minus its ID.  A
+   response is a pure function of those bytes over UDP, so a hit costs one slice, one dict
+   lookup and one concatenation.  Bounded; cleared when full.
+2. ``_memo``: (lowercase question, EDNS size class) to the rendered sections.  A query
+   that misses the first level (new ID-independent bytes: another name case, a fresh EDNS
+   cookie) is looked up here, without a full parse when it has the common shape
+   (:meth:`Server._memo_fast`), and the answer is assembled from the precomputed header fields and
+   tail with the query's own question bytes, which echoes the question's case for free
+   because every compression pointer to the question still lands on the same offsets.
+   Filled at load by :meth:`Server.warm` (every name and type of every zone) and on demand.
+
+Everything else (errors, EDNS versions, transfers, unusual questions) takes the full path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from fata_dns import render as r
+from fata_dns.axfr import transfer_messages
+from fata_dns.lookup import (
+    BADVERS,
+    FORMERR,
+    NOTAUTH,
+    NOTIMP,
+    REFUSED,
+    SERVFAIL,
+    Catalog,
+)
+from fata_dns.query import Drop, FormErr, Query, parse_query
+from fata_dns.records import AXFR, IN, IXFR, MAILA, MAILB, OPT
+
+EXACT_MAX_ENTRIES = 100_000
+MEMO_MAX_ENTRIES = 400_000
+EXACT_MAX_QUERY = 512
+NO_EDNS_LIMIT = 512
+TCP_LIMIT = 65535
+_TKEY, _TSIG = 249, 250
+
+
+@dataclass
+class Stats:
+    """Counters an operator (and the tests) read; cheap enough for the slow path only."""
+
+    queries_slow: int = 0
+    dropped: int = 0
+    formerr: int = 0
+    notimp: int = 0
+    refused: int = 0
+    badvers: int = 0
+    internal_errors: int = 0
+    axfr: int = 0
+    axfr_refused: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Server:
+    """Answers queries for a :class:`Catalog`; swap the catalog with :meth:`load`."""
+
+    def __init__(self, catalog: Catalog, axfr_allow: list[str] | tuple[str, ...] = ()) -> None:
+        self.stats = Stats()
+        self.axfr_allow = [ipaddress.ip_network(a, strict=False) for a in axfr_allow]
+        self._exact: dict[bytes, bytes] = {}
+        self._memo: dict[tuple[bytes, int], tuple[int, bytes, bytes]] = {}
+        self._transfers: dict[bytes, list[bytes]] = {}
+        self.catalog = catalog
+        self.load(catalog)
+
+    def load(self, catalog: Catalog) -> None:
+        """Serve ``catalog`` from now on (atomically: the caches go with the old one)."""
+        self.catalog = catalog
+        self._exact = {}
+        self._memo = {}
+        self._transfers = {}
+
+    # -- UDP -----------------------------------------------------------------------------
+
+    def handle_udp(self, payload: bytes, peer: object = None) -> bytes | None:
+        """One datagram in, the reply (or None: drop) out.  The hot path."""
+        hit = self._exact.get(payload[2:])
+        if hit is not None:
+            return payload[:2] + hit
+        return self._udp_miss(payload)
+
+    def _udp_miss(self, payload: bytes) -> bytes | None:
+        self.stats.queries_slow += 1
+        try:
+            reply = self._memo_fast(payload)
+            if reply is None:
+                reply = self._answer_bytes(payload, tcp=False)
+        except Exception:  # the receive loop must survive anything; counted, and fuzzed to 0
+            self.stats.internal_errors += 1
+            return _servfail(payload)
+        if reply is not None and len(payload) <= EXACT_MAX_QUERY:
+            exact = self._exact
+            if len(exact) >= EXACT_MAX_ENTRIES:
+                exact.clear()
+            exact[payload[2:]] = reply[2:]
+        return reply
+
+    def _memo_fast(self, payload: bytes) -> bytes | None:
+        """The second memo level without the full parse, for the common query shape
+        (one question, no answer or authority records, at most one version-0 OPT).
+
+        The question name is taken to end at the first zero byte.  That guess is only
+        used to look up the memo, whose keys are all valid names: a hit proves the name
+        really ends there, since a label walk is determined by the bytes.  Anything else
+        returns None and takes the full path, which gives the same answer.
+        """
+        n = len(payload)
+        if n < 17 or payload[2] & 0xF8 or payload[4:10] != b"\x00\x01\x00\x00\x00\x00":
+            return None
+        end = payload.find(0, 12)
+        if end < 0:
+            return None
+        qend = end + 5
+        arcount = payload[10:12]
+        if arcount == b"\x00\x00":
+            if n != qend:
+                return None
+            variant = NO_EDNS_LIMIT << 2
+        elif arcount == b"\x00\x01":
+            if n < qend + 11 or payload[qend : qend + 3] != b"\x00\x00\x29" or payload[qend + 6]:
+                return None
+            if int.from_bytes(payload[qend + 9 : qend + 11], "big") != n - qend - 11:
+                return None
+            pos = qend + 11
+            while pos < n:  # the options must be well-formed, as the full parser requires
+                if pos + 4 > n:
+                    return None
+                pos += 4 + int.from_bytes(payload[pos + 2 : pos + 4], "big")
+            if pos != n:
+                return None
+            size = int.from_bytes(payload[qend + 3 : qend + 5], "big")
+            limit = r.SERVER_UDP_SIZE if size >= r.SERVER_UDP_SIZE else max(size, 512)
+            variant = (limit << 2) | (3 if payload[qend + 7] & 0x80 else 1)
+        else:
+            return None
+        entry = self._memo.get((payload[12 : end + 1].lower() + payload[end + 1 : qend], variant))
+        if entry is None:
+            return None
+        flags, counts, tail = entry
+        flags |= ((payload[2] & 0x01) << 8) | (payload[3] & 0x10)
+        return payload[:2] + flags.to_bytes(2, "big") + counts + payload[12:qend] + tail
+
+    # -- TCP -----------------------------------------------------------------------------
+
+    def handle_tcp(self, payload: bytes, peer: tuple[str, int] | None = None) -> list[bytes]:
+        """One TCP message in, the reply messages out (several for a zone transfer; none
+        for an unanswerable message, after which the connection should be closed)."""
+        try:
+            if len(payload) >= 12 and not payload[2] & 0x80 and (payload[2] >> 3) & 0xF == 0:
+                qtype = _peek_qtype(payload)
+                if qtype in (AXFR, IXFR):
+                    return list(self._transfer(payload, peer))
+            reply = self._answer_bytes(payload, tcp=True)
+        except Exception:  # a connection must never take the server down; counted
+            self.stats.internal_errors += 1
+            reply = _servfail(payload)
+        return [reply] if reply is not None else []
+
+    # -- full path -----------------------------------------------------------------------
+
+    def _count(self, reason: str) -> None:
+        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
+
+    def _answer_bytes(self, payload: bytes, tcp: bool) -> bytes | None:
+        if len(payload) >= 12 and not payload[2] & 0x80 and payload[2] & 0x78:
+            # Unknown or unsupported opcode (RFC 1035 section 4.1.1): NOTIMP, header only.
+            self.stats.notimp += 1
+            flags = r.QR | (int.from_bytes(payload[2:4], "big") & (r.OPCODE_MASK | r.RD)) | NOTIMP
+            return r.header_only(payload[:2], flags, None, None)
+        try:
+            q = parse_query(payload)
+        except Drop as exc:
+            self.stats.dropped += 1
+            self._count(str(exc))
+            return None
+        except FormErr as exc:
+            self.stats.formerr += 1
+            self._count(str(exc))
+            opt = r.opt_record(False) if exc.edns else None
+            flags = r.QR | (exc.flags & r.RD) | FORMERR
+            return r.header_only(exc.msg_id, flags, exc.question, opt)
+        return self._answer_query(q, tcp)
+
+    def _answer_query(self, q: Query, tcp: bool) -> bytes:
+        edns = q.edns
+        rdcd = q.flags & (r.RD | r.CD)
+        if edns is not None and edns.version > 0:
+            # RFC 6891 section 6.1.3: BADVERS (16) = extended rcode 1, low bits 0.
+            self.stats.badvers += 1
+            return r.header_only(q.msg_id, r.QR | rdcd, q.question,
+                                 r.opt_record(edns.do, BADVERS >> 4))
+        opt = r.opt_record(edns.do) if edns is not None else None
+        qtype = q.qtype
+        if q.qclass != IN:
+            self.stats.refused += 1
+            return r.header_only(q.msg_id, r.QR | rdcd | REFUSED, q.question, opt)
+        if qtype in (MAILA, MAILB, _TKEY, _TSIG):
+            self.stats.notimp += 1
+            return r.header_only(q.msg_id, r.QR | rdcd | NOTIMP, q.question, opt)
+        if qtype in (OPT, AXFR, IXFR):
+            # OPT is not a question; transfers go over TCP (RFC 5936 section 4.2), which
+            # intercepts them before this point.  FORMERR, as BIND and Knot answer IXFR
+            # over UDP too.
+            self.stats.formerr += 1
+            return r.header_only(q.msg_id, r.QR | rdcd | FORMERR, q.question, opt)
+        if tcp:
+            limit = TCP_LIMIT
+        elif edns is None:
+            limit = NO_EDNS_LIMIT
+        else:
+            limit = min(max(edns.payload, 512), r.SERVER_UDP_SIZE)
+        variant = (limit << 2) | (0 if edns is None else (3 if edns.do else 1))
+        qname_lower = q.qname.lower()
+        qlower = qname_lower + q.question[len(qname_lower) :]
+        key = (qlower, variant)
+        entry = self._memo.get(key)
+        if entry is None:
+            ans = self.catalog.resolve(qname_lower, qtype)
+            if ans.rcode == REFUSED:
+                self.stats.refused += 1
+            entry = r.render(qlower, ans, limit, opt)
+            memo = self._memo
+            if len(memo) >= MEMO_MAX_ENTRIES:
+                memo.clear()
+            memo[key] = entry
+        flags, counts, tail = entry
+        return q.msg_id + (flags | rdcd).to_bytes(2, "big") + counts + q.question + tail
+
+    def warm(self) -> Iterator[int]:
+        """Precompute the answers of every name and type of every zone, for the common
+        size classes (no EDNS; EDNS at our payload size), one entry per step.
+
+        A generator so that the caller decides when to do the work: the unikernel runs
+        it in slices after its listeners are up, so the first answer is not delayed.
+        Stops early if another catalog is loaded meanwhile.
+        """
+        catalog = self.catalog
+        variants = ((NO_EDNS_LIMIT, None), (r.SERVER_UDP_SIZE, r.opt_record(False)))
+        done = 0
+        for zone in list(catalog.zones.values()):
+            for owner, node in zone.nodes.items():
+                for rtype in node:
+                    for limit, opt in variants:
+                        if self.catalog is not catalog:
+                            return
+                        question = owner + rtype.to_bytes(2, "big") + b"\x00\x01"
+                        variant = (limit << 2) | (0 if opt is None else 1)
+                        key = (question, variant)
+                        if key not in self._memo:
+                            ans = catalog.resolve(owner, rtype)
+                            self._memo[key] = r.render(question, ans, limit, opt)
+                        done += 1
+                        yield done
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def axfr_allowed(self, peer: tuple[str, int] | None) -> bool:
+        """Whether ``peer`` is on the transfer allow-list."""
+        if peer is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        return any(addr in net for net in self.axfr_allow)
+
+    def _transfer(self, payload: bytes, peer: tuple[str, int] | None) -> Iterator[bytes]:
+        try:
+            q = parse_query(payload)
+        except Drop:
+            self.stats.dropped += 1
+            return
+        except FormErr as exc:
+            self.stats.formerr += 1
+            yield r.header_only(exc.msg_id, r.QR | (exc.flags & r.RD) | FORMERR, exc.question,
+                                r.opt_record(False) if exc.edns else None)
+            return
+        rdcd = q.flags & (r.RD | r.CD)
+        if q.qclass != IN:
+            yield r.header_only(q.msg_id, r.QR | rdcd | REFUSED, q.question, None)
+            return
+        if not self.axfr_allowed(peer):
+            self.stats.axfr_refused += 1
+            yield r.header_only(q.msg_id, r.QR | rdcd | REFUSED, q.question, None)
+            return
+        qname = q.qname.lower()
+        zone = self.catalog.zones.get(qname)
+        if zone is None:
+            yield r.header_only(q.msg_id, r.QR | rdcd | NOTAUTH, q.question, None)
+            return
+        self.stats.axfr += 1
+        messages = self._transfers.get(qname)
+        if messages is None:
+            messages = transfer_messages(zone)
+            self._transfers[qname] = messages
+        # IXFR without history is answered with the whole zone (RFC 1995 section 4).
+        first_question = q.question
+        flags = (r.QR | r.AA | rdcd).to_bytes(2, "big")
+        for i, body in enumerate(messages):
+            if i == 0:
+                qlen = len(first_question)
+                yield q.msg_id + flags + body[4:12] + first_question + body[12 + qlen :]
+            else:
+                yield q.msg_id + flags + body[4:]
+
+
+def _peek_qtype(payload: bytes) -> int | None:
+    """The question type if the question is plainly readable (no parse errors raised)."""
+    i = 12
+    n = len(payload)
+    while i < n and payload[i]:
+        if payload[i] & 0xC0:
+            return None
+        i += payload[i] + 1
+    if i + 3 > n:
+        return None
+    return int.from_bytes(payload[i + 1 : i + 3], "big")
+
+
+def _servfail(payload: bytes) -> bytes | None:
+    """SERVFAIL with the query's ID, for a query the engine failed on (counted)."""
+    if len(payload) < 12 or payload[2] & 0x80:
+        return None
+    flags = r.QR | (int.from_bytes(payload[2:4], "big") & (r.OPCODE_MASK | r.RD)) | SERVFAIL
+    return r.header_only(payload[:2], flags, None, None)
+

@@ -1,0 +1,188 @@
+"""The DNS appliance: wires the sans-IO engine to the devices it is given.
+
+UDP: the engine's ``handle_udp`` *is* the datagram handler (one call per query, nothing
+in between).  TCP: one task per connection runs a :class:`~fata_dns.tcp.TcpSession`
+under an idle timeout and a connection limit.  SIGHUP (``lifecycle.on_reload``) reloads
+every zone off the event loop and swaps the whole catalog at once, or logs the error and
+keeps the old one; zones whose serial grew are NOTIFYed to the configured secondaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
+
+from fata_dns.errors import ZoneError
+from fata_dns.lookup import Catalog
+from fata_dns.notify import NotifySender
+from fata_dns.server import Server
+from fata_dns.sources import load_catalog
+from fata_dns.tcp import TcpSession
+
+WARM_SLICE = 256  # memo entries precomputed between two turns of the event loop
+
+
+def serial_grew(old: int, new: int) -> bool:
+    """RFC 1982 serial number arithmetic: is ``new`` greater than ``old``?"""
+    return old != new and ((new - old) & 0xFFFFFFFF) < 0x80000000
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """``ADDR`` or ``ADDR:PORT`` (port 53 by default) for ``--notify``."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, 53
+    return host, int(port)
+
+
+class DnsAppliance:
+    """The running appliance's state: the engine, its listeners, reload and NOTIFY."""
+
+    def __init__(self, stack: Stack, data: KV, clock: Clock, console: Console,
+                 args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.data = data
+        self.clock = clock
+        self.console = console
+        self.args = args
+        self.zone_files: list[str] = list(args.zone or [])
+        self.notify_targets = [parse_target(t) for t in (args.notify or [])]
+        self.idle_timeout = float(args.tcp_idle_timeout)
+        self.max_connections = int(args.tcp_max_connections)
+        self.connections = 0
+        self.rejected_connections = 0
+        self.notifier = NotifySender()
+        self.server: Server | None = None
+        self._notify_endpoint = None
+        self._notify_wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._reloading = False
+
+    async def run(self, lifecycle: Lifecycle) -> None:
+        catalog = load_catalog(self.zone_files, self.data)
+        self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []))
+        udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp)
+        tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)
+        origins = ", ".join(f"{z.origin_text} (serial {z.serial})" for z in catalog.zones.values())
+        self.console.info(f"serving {origins} on {self.args.listen}:{udp.local[1]} udp+tcp")
+        if self.notify_targets:
+            self._notify_endpoint = await self.stack.udp_listen(self.args.listen, 0,
+                                                                self._notify_reply)
+            self._spawn(self._notify_loop())
+        self._spawn(self._warm(catalog))
+        lifecycle.on_reload(lambda: self._spawn(self.reload()))
+        try:
+            await lifecycle.wait_stopped()
+        finally:
+            udp.close()
+            tcp.close()
+            for task in list(self._tasks):
+                task.cancel()
+            stats = self.server.stats
+            self.console.info(
+                f"stopping: {stats.queries_slow} queries on the full path, {stats.dropped} "
+                f"dropped, {stats.formerr} FORMERR, {stats.notimp} NOTIMP, {stats.refused} "
+                f"REFUSED, {stats.axfr} transfers ({stats.axfr_refused} refused), "
+                f"{self.rejected_connections} TCP connections over the limit, "
+                f"{stats.internal_errors} internal errors")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _warm(self, catalog: Catalog) -> None:
+        """Precompute the memo in slices, yielding to queries in between."""
+        assert self.server is not None
+        steps = self.server.warm()
+        count = 0
+        for count in steps:
+            if count % WARM_SLICE == 0:
+                await asyncio.sleep(0)
+        self.console.debug(f"precomputed {count} answers")
+
+    async def reload(self) -> None:
+        """Re-read every zone; swap only if all of them load (SIGHUP)."""
+        if self._reloading:
+            self.console.warning("reload already in progress; ignored")
+            return
+        self._reloading = True
+        try:
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(None, load_catalog, self.zone_files, self.data)
+        except ZoneError as exc:
+            self.console.error(f"reload failed, still serving the previous zones: {exc}")
+            return
+        finally:
+            self._reloading = False
+        assert self.server is not None
+        old = self.server.catalog
+        self.server.load(new)
+        self.console.info("reloaded " + ", ".join(
+            f"{z.origin_text} (serial {z.serial})" for z in new.zones.values()))
+        if self.notify_targets:
+            now = self.clock.monotonic()
+            for origin, zone in new.zones.items():
+                before = old.zones.get(origin)
+                if before is None or serial_grew(before.serial, zone.serial):
+                    self.notifier.notify(zone, self.notify_targets, now,
+                                         int(self.clock.time() * 1000))
+                    self.console.info(f"NOTIFY {zone.origin_text} serial {zone.serial} to "
+                                      + ", ".join(f"{h}:{p}" for h, p in self.notify_targets))
+            self._notify_wakeup.set()
+        self._spawn(self._warm(new))
+
+    def _notify_reply(self, payload: bytes, peer: tuple[str, int]) -> None:
+        self.notifier.on_reply(payload, peer)
+
+    async def _notify_loop(self) -> None:
+        while True:
+            now = self.clock.monotonic()
+            for message, target in self.notifier.due(now):
+                self._notify_endpoint.sendto(message, target)
+            deadline = self.notifier.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+            self._notify_wakeup.clear()
+            try:
+                await asyncio.wait_for(self._notify_wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def handle_flow(self, flow: Flow) -> None:
+        """One TCP connection (RFC 7766): many queries, pipelined, until idle or closed."""
+        if self.connections >= self.max_connections:
+            self.rejected_connections += 1
+            flow.abort()
+            return
+        self.connections += 1
+        session = TcpSession(flow.peer, self.clock.monotonic(), self.idle_timeout)
+        try:
+            while not session.closed:
+                remaining = session.deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    data = await asyncio.wait_for(flow.read(), remaining)
+                except TimeoutError:
+                    break
+                if not data:
+                    break
+                assert self.server is not None
+                for reply in session.receive(data, self.clock.monotonic(), self.server):
+                    await flow.write(reply)
+        except ConnectionError:
+            pass
+        finally:
+            self.connections -= 1
+            try:
+                await flow.close()
+            except ConnectionError:
+                pass
+
+
+async def start(*, stack: Stack, data: KV, clock: Clock, console: Console,
+                lifecycle: Lifecycle, args: argparse.Namespace) -> None:
+    """Entry point called by the Fata runtime."""
+    await DnsAppliance(stack, data, clock, console, args).run(lifecycle)

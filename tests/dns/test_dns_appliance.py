@@ -1,0 +1,345 @@
+"""The running appliance (``python -m fata run appliances/dns``), queried with dig and dnspython."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from dnstest_util import (
+    EXAMPLE_ZONE,
+    LAB_ZONE,
+    OTHER_ZONE,
+    RunningAppliance,
+    have,
+    query,
+    rrs,
+)
+
+BIG_ZONE = "$ORIGIN big.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n" + "".join(
+    f"many A 10.1.0.{i}\n" for i in range(1, 61))
+IDLE = 1.5
+MAX_CONN = 4
+
+
+def write_zones(directory: Path) -> list[Path]:
+    """The example zone plus the test zones, as files for ``--zone``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"example.zone": EXAMPLE_ZONE.read_text(), "lab.zone": LAB_ZONE,
+             "net.zone": OTHER_ZONE, "big.zone": BIG_ZONE}
+    paths = []
+    for name, text in files.items():
+        (directory / name).write_text(text)
+        paths.append(directory / name)
+    return paths
+
+
+def zone_args(paths: list[Path]) -> list[str]:
+    return [arg for p in paths for arg in ("--zone", str(p))]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dns-app")
+    paths = write_zones(tmp / "zones")
+    a = RunningAppliance([*zone_args(paths), "--axfr-allow", "127.0.0.1/32",
+                          "--tcp-idle-timeout", str(IDLE), "--tcp-max-connections",
+                          str(MAX_CONN)], tmp)
+    try:
+        a.wait()
+        yield a
+    finally:
+        a.stop()
+
+
+def dig(port: int, *args: str) -> str:
+    if not have("dig"):
+        pytest.skip("dig not installed (Debian package dnsutils)")
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+timeout=2", *args],
+                         capture_output=True, text=True, timeout=20)
+    return out.stdout
+
+
+def dig_answer(port: int, *args: str) -> set[str]:
+    text = dig(port, "+noall", "+answer", *args)
+    return {" ".join(line.split()) for line in text.splitlines() if line.strip()}
+
+
+def test_dig_answers(app) -> None:
+    p = app.port
+    assert dig_answer(p, "www.example.org", "A") == {"www.example.org. 3600 IN A 192.0.2.80"}
+    assert dig_answer(p, "shop.example.org", "AAAA") == {
+        "shop.example.org. 3600 IN CNAME web.example.org.",
+        "web.example.org. 3600 IN CNAME www.example.org.",
+        "www.example.org. 3600 IN AAAA 2001:db8::80"}
+    assert dig_answer(p, "Foo.Apps.Example.Org", "TXT") == {
+        'Foo.Apps.Example.Org. 3600 IN TXT "wildcard"'}
+    full = dig(p, "+norec", "nothing.example.org", "A")
+    assert "status: NXDOMAIN" in full and "flags: qr aa;" in full
+    assert "example.org.\t\t300\tIN\tSOA" in full
+    full = dig(p, "+norec", "example.com", "A")
+    assert "status: REFUSED" in full
+
+
+def test_dig_referral_and_ds_with_parent_and_child(app) -> None:
+    # Both example.org and lab.example.org are served: the child answers for its names,
+    # the parent for the DS at the cut.
+    full = dig(app.port, "+norec", "host.lab.example.org", "A")
+    assert "flags: qr aa;" in full and "192.0.2.210" in full
+    assert "IN\tDS\t12345 13 2" in dig(app.port, "+norec", "lab.example.org", "DS")
+
+
+def test_dig_edns_truncation_and_tcp_retry(app) -> None:
+    p = app.port
+    full = dig(p, "+norec", "+ignore", "+noedns", "many.big.test", "A")
+    assert "flags: qr aa tc;" in full
+    full = dig(p, "+ignore", "+bufsize=512", "many.big.test", "A")
+    assert " tc" in full.split("flags:")[1].split(";")[0]
+    # dig retries over TCP on TC and gets all 60 records.
+    assert len(dig_answer(p, "+noedns", "many.big.test", "A")) == 60
+    full = dig(p, "+bufsize=4096", "many.big.test", "A")
+    assert "udp: 1232" in full and "ANSWER: 60" in full
+
+
+def test_dig_badvers_and_notimp(app) -> None:
+    assert "status: BADVERS" in dig(app.port, "+edns=1", "+noednsnegotiation", "www.example.org")
+    full = dig(app.port, "+opcode=2", "www.example.org")  # STATUS
+    assert "status: NOTIMP" in full
+
+
+def test_formerr_for_several_opts_and_survives_garbage(app) -> None:
+    q = dns.message.make_query("www.example.org", "A", use_edns=0).to_wire()
+    doubled = q[:10] + b"\x00\x02" + q[12:] + q[-11:]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(doubled, ("127.0.0.1", app.port))
+        reply = s.recv(2048)
+        assert reply[:2] == q[:2] and reply[3] & 0xF == dns.rcode.FORMERR
+        for junk in (b"", b"\x00", os.urandom(5), os.urandom(11), b"\xff" * 300):
+            s.sendto(junk, ("127.0.0.1", app.port))
+    r = query(app.port, "www.example.org")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer
+
+
+def test_tcp_pipelining_several_queries_one_connection(app) -> None:
+    names = ["www.example.org", "mail.example.org", "nope.example.org", "shop.example.org"]
+    qs = [dns.message.make_query(n, "A") for n in names]
+    with socket.create_connection(("127.0.0.1", app.port), timeout=3) as s:
+        # All four in one write: the server must answer each, in order.
+        s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in qs)))
+        answers = [_read_tcp(s) for _ in qs]
+        # And the connection stays usable for more.
+        q5 = dns.message.make_query("ns1.example.org", "AAAA")
+        w5 = q5.to_wire()
+        s.sendall(struct.pack("!H", len(w5)) + w5)
+        answers.append(_read_tcp(s))
+    assert [a.id for a in answers] == [q.id for q in qs] + [q5.id]
+    assert answers[2].rcode() == dns.rcode.NXDOMAIN
+    assert rrs(answers[4].answer) == {"ns1.example.org. 3600 AAAA 2001:db8::1"}
+
+
+def _read_tcp(s: socket.socket) -> dns.message.Message:
+    head = _recv_exact(s, 2)
+    return dns.message.from_wire(_recv_exact(s, struct.unpack("!H", head)[0]))
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def test_dig_tcp_keepopen(app) -> None:
+    out = dig(app.port, "+tcp", "+keepopen", "+noall", "+answer", "www.example.org", "A",
+              "mail.example.org", "A")
+    assert "192.0.2.80" in out and "192.0.2.25" in out
+
+
+def test_tcp_idle_timeout(app) -> None:
+    with socket.create_connection(("127.0.0.1", app.port), timeout=IDLE + 5) as s:
+        start = time.monotonic()
+        try:
+            data = s.recv(10)
+        except ConnectionResetError:
+            data = b""
+        waited = time.monotonic() - start
+    assert data == b""
+    assert IDLE - 0.3 <= waited < IDLE + 3
+
+
+def test_tcp_connection_limit(app) -> None:
+    conns = []
+    try:
+        for _ in range(MAX_CONN):
+            s = socket.create_connection(("127.0.0.1", app.port), timeout=3)
+            w = dns.message.make_query("www.example.org", "A").to_wire()
+            s.sendall(struct.pack("!H", len(w)) + w)
+            _read_tcp(s)  # the connection is established and counted
+            conns.append(s)
+        extra = socket.create_connection(("127.0.0.1", app.port), timeout=3)
+        conns.append(extra)
+        w = dns.message.make_query("www.example.org", "A").to_wire()
+        try:
+            extra.sendall(struct.pack("!H", len(w)) + w)
+            data = extra.recv(10)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        assert data == b""
+    finally:
+        for s in conns:
+            s.close()
+    time.sleep(0.2)
+    assert query(app.port, "www.example.org", tcp=True).answer  # room again
+
+
+def test_dig_axfr_allowed_and_refused(app) -> None:
+    out = dig(app.port, "example.org", "AXFR")
+    lines = [line for line in out.splitlines() if line and not line.startswith(";")]
+    assert lines[0].split()[3] == "SOA" and lines[-1].split()[3] == "SOA"
+    assert any("www.example.org." in line and "192.0.2.80" in line for line in lines)
+    # From another loopback address, not on the allow-list.
+    out = dig(app.port, "-b", "127.0.0.2", "example.org", "AXFR")
+    assert "Transfer failed" in out
+    r = dns.query.tcp(dns.message.make_query("example.org", "AXFR"), "127.0.0.1",
+                      port=app.port, source="127.0.0.2", timeout=3)
+    assert r.rcode() == dns.rcode.REFUSED
+
+
+def test_kdig_answers(app) -> None:
+    if not have("kdig"):
+        pytest.skip("kdig not installed (Debian package knot-dnsutils)")
+    out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(app.port), "+tcp", "+noall",
+                          "+answer", "example.org", "MX"], capture_output=True, text=True,
+                         timeout=20).stdout
+    assert "10 mail.example.org." in out and "20 mail2.example.org." in out
+
+
+def test_zone_error_at_start_is_one_line_and_fatal(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zone"
+    bad.write_text("$ORIGIN bad.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 300.1.2.3\n")
+    a = RunningAppliance(["--zone", str(bad)], tmp_path)
+    try:
+        code = a.proc.wait(90)
+    finally:
+        a.stop()
+    assert code != 0
+    errors = [line for line in a.output().splitlines() if "error" in line]
+    assert len(errors) == 1 and f"{bad}:5:" in errors[0], a.output()
+
+
+def test_sighup_reload_notify_and_bad_reload(tmp_path: Path) -> None:
+    zone = tmp_path / "r.zone"
+    text = ("$ORIGIN reload.test.\n$TTL 60\n@ SOA ns hm {serial} 2 3 4 5\n@ NS ns\n"
+            "ns A 192.0.2.1\nwww A {addr}\n")
+    zone.write_text(text.format(serial=1, addr="192.0.2.10"))
+    secondary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    secondary.bind(("127.0.0.1", 0))
+    secondary.settimeout(10)
+    notify_port = secondary.getsockname()[1]
+    a = RunningAppliance(["--zone", str(zone), "--notify", f"127.0.0.1:{notify_port}"], tmp_path)
+    try:
+        a.wait("reload.test.")
+        assert rrs(query(a.port, "www.reload.test").answer) == {"www.reload.test. 60 A 192.0.2.10"}
+        zone.write_text(text.format(serial=2, addr="192.0.2.20"))
+        a.signal(signal.SIGHUP)
+        # The secondary hears a NOTIFY for the new serial; it acknowledges it.
+        payload, peer = secondary.recvfrom(4096)
+        notify = dns.message.from_wire(payload)
+        assert notify.opcode() == dns.opcode.NOTIFY
+        assert notify.question[0].name.to_text() == "reload.test."
+        assert notify.answer[0][0].serial == 2
+        secondary.sendto(dns.message.make_response(notify).to_wire(), peer)
+        _until(lambda: "192.0.2.20" in str(query(a.port, "www.reload.test").answer))
+        # A broken zone leaves the old one serving, with the error logged.
+        zone.write_text(text.format(serial=3, addr="not-an-address"))
+        a.signal(signal.SIGHUP)
+        _until(lambda: "reload failed" in a.output())
+        assert f"{zone}:6:" in a.output()
+        assert "192.0.2.20" in str(query(a.port, "www.reload.test").answer)
+        # A reload that does not raise the serial sends no NOTIFY.
+        zone.write_text(text.format(serial=2, addr="192.0.2.30"))
+        a.signal(signal.SIGHUP)
+        _until(lambda: "192.0.2.30" in str(query(a.port, "www.reload.test").answer))
+        secondary.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            secondary.recvfrom(4096)
+    finally:
+        a.stop()
+        secondary.close()
+
+
+def _until(predicate, timeout: float = 15.0) -> None:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def test_ten_thousand_names_start_and_memory(tmp_path: Path) -> None:
+    lines = ["$ORIGIN big10k.test.", "$TTL 300", "@ SOA ns1 host 1 2 3 4 5", "@ NS ns1",
+             "ns1 A 192.0.2.1"]
+    lines += [f"h{i} A 10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(10_000)]
+    zone = tmp_path / "big10k.zone"
+    zone.write_text("\n".join(lines) + "\n")
+    a = RunningAppliance(["--zone", str(zone)], tmp_path)
+    try:
+        a.wait("big10k.test.")
+        assert rrs(query(a.port, "h9999.big10k.test").answer) == {
+            "h9999.big10k.test. 300 A 10.0.39.15"}
+        time.sleep(3)  # let the background precomputation finish
+        rss_kb = _rss_kb(a.proc.pid)
+        assert rss_kb < 100 * 1024, f"resident memory {rss_kb} kB"
+    finally:
+        a.stop()
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident memory of the appliance (the python process itself, or its child)."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total = max(total, int(line.split()[1]))
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+
+
+
+def test_baked_default_zone_without_zone_argument(tmp_path: Path) -> None:
+    """No ``--zone``: the example zone baked into the image from data/ is served."""
+    a = RunningAppliance([], tmp_path)
+    try:
+        a.wait("example.org.")
+        assert rrs(query(a.port, "www.example.org").answer) == {
+            "www.example.org. 3600 A 192.0.2.80"}
+        r = query(a.port, "example.org", "CAA")  # a type parsed by dnspython, in the image
+        assert len(r.answer[0]) == 2
+    finally:
+        a.stop()
