@@ -121,7 +121,7 @@ def test_published_recipes_name_real_appliances() -> None:
 
 
 def test_wheel_bundled_libraries_come_with_their_extension(tmp_path: Path) -> None:
-    from fata.image.build import bundled_libraries
+    from fata.image.builder import bundled_libraries
 
     libs = tmp_path / "pkg.libs"
     libs.mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fata import image
-from fata.image.pull import index_location
+from fata.image.pulling import index_location
 
 from .conftest import fata_cli, flip_byte, make_tiny, member_data_offset
 

@@ -6,32 +6,38 @@ closure of modules the appliance reaches as sourceless bytecode and extension mo
 ``lib/python3.X/``, plus its baked data under ``data/``.  Each step lives in its own
 module, whose docstring says why it is the way it is: ``closure`` (which modules),
 ``bytecode`` (deterministic pyc), ``archive`` (the zip), ``manifest``, ``keys`` (ed25519),
-``build``, ``verify``, ``run`` (extract and exec, sealed), ``inspection``, ``new`` (fork),
-``publish``, ``pull`` and ``recipes`` (``make images``).
+``builder``, ``verification``, ``run`` (extract and exec, sealed), ``inspection``, ``fork``,
+``publishing``, ``pulling`` and ``recipes`` (``make images``).
 """
 
 from __future__ import annotations
 
-from fata.image.build import build
-from fata.image.errors import ImageError
-from fata.image.inspection import format_inspect, inspect
-from fata.image.keys import keygen
-from fata.image.new import new
-from fata.image.publish import publish
-from fata.image.pull import pull
-from fata.image.run import prepare, run_image
-from fata.image.verify import verify
+import importlib
+from typing import Any
 
-__all__ = [
-    "ImageError",
-    "build",
-    "format_inspect",
-    "inspect",
-    "keygen",
-    "new",
-    "prepare",
-    "publish",
-    "pull",
-    "run_image",
-    "verify",
-]
+# Each name is imported on first use, so that `fata run IMAGE` loads only verification and
+# run code (start-up time is part of the DNS appliance's first-answer budget).
+_WHERE = {
+    "ImageError": "fata.image.errors",
+    "build": "fata.image.builder",
+    "format_inspect": "fata.image.inspection",
+    "inspect": "fata.image.inspection",
+    "keygen": "fata.image.keys",
+    "new": "fata.image.fork",
+    "prepare": "fata.image.run",
+    "publish": "fata.image.publishing",
+    "pull": "fata.image.pulling",
+    "run_image": "fata.image.run",
+    "verify": "fata.image.verification",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fata.image' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

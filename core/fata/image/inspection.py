@@ -16,7 +16,7 @@ from fata.image.archive import ImageArchive
 from fata.image.errors import ImageError
 from fata.image.keys import trusted_keys
 from fata.image.manifest import KINDS
-from fata.image.verify import read_manifest, verify_image
+from fata.image.verification import read_manifest, verify_image
 
 _TOP = 10
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from fata.config import ConfigError
-from fata.image.build import build
+from fata.image.builder import build
 from fata.image.errors import ImageError
 from fata.image.paths import project_root
-from fata.image.publish import publish
+from fata.image.publishing import publish
 
 RECIPES_FORMAT = "fata-recipes/1"
 

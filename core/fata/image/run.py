@@ -13,17 +13,19 @@ image's main seals ``sys.meta_path`` so that nothing outside the manifest can be
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fata.image.archive import ImageArchive
 from fata.image.errors import ImageError
 from fata.image.keys import trusted_keys
 from fata.image.manifest import python_mismatch
 from fata.image.paths import cache_home
-from fata.image.verify import VerifiedImage, verify_image
+from fata.image.verification import VerifiedImage, check_signature, read_manifest, verify_image
 
 _STAMP = ".fata-extracted"
 KEEP_EXTRACTED = 8  # extracted images kept in the cache, most recently run first
@@ -107,20 +109,104 @@ def interpreter() -> str:
 
 
 def prepare(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] = ()) -> Launch:
-    """Verify and extract ``image``; return how to start it with ``argv``."""
-    verified = verify_image(Path(image), trusted_keys(list(trust)))
-    mismatch = python_mismatch(verified.manifest["python"])
-    if mismatch:
-        raise ImageError(f"{image}: {mismatch}")
-    if verified.manifest["main"] not in verified.members:
-        raise ImageError(f"{image}: its main {verified.manifest['main']} is not one of its members")
-    root = extract(verified)
+    """Verify and extract ``image``; return how to start it with ``argv``.
+
+    An image file whose SHA-256 equals that of one fully verified and extracted before is
+    not read member by member again: equal digests mean equal bytes, so only the signature
+    is re-checked (against today's trusted keys).  That keeps start-up fast without ever
+    running bytes that were not verified.
+    """
+    image = Path(image)
+    keys = trusted_keys(list(trust))
+    known = _previously_verified(image, keys)
+    if known is not None:
+        manifest, root = known
+    else:
+        verified = verify_image(image, keys)
+        manifest = verified.manifest
+        _check_runnable(image, manifest, verified.members)
+        root = extract(verified)
+        _remember_verified(image, root, manifest)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(PYTHONHOME=str(root), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
                PYTHONUTF8="1")
     exe = interpreter()
-    main = str(root / verified.manifest["main"])
+    main = str(root / manifest["main"])
     return Launch(exe, [exe, "-S", "-s", "-B", "-P", main, *argv], env, root)
+
+
+def _check_runnable(image: Path, manifest: dict, members: dict[str, bytes] | None) -> None:
+    mismatch = python_mismatch(manifest["python"])
+    if mismatch:
+        raise ImageError(f"{image}: {mismatch}")
+    if members is not None and manifest["main"] not in members:
+        raise ImageError(f"{image}: its main {manifest['main']} is not one of its members")
+
+
+def _file_digest(image: Path) -> str | None:
+    try:
+        with open(image, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _verified_record(digest: str) -> Path:
+    return cache_home() / "verified" / digest
+
+
+def _stat_of(root: Path, manifest: dict) -> dict[str, list[int]]:
+    out = {}
+    for entry in manifest["files"]:
+        st = os.stat(root / entry["path"])
+        out[entry["path"]] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _remember_verified(image: Path, root: Path, manifest: dict) -> None:
+    """Record that the file with this digest was verified member by member into ``root``,
+    with the size and mtime of every extracted file (a changed file is noticed cheaply and
+    sends the next run through full verification, which repairs the extraction)."""
+    digest = _file_digest(image)
+    if digest is None:
+        return
+    record = _verified_record(digest)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".{digest}.{os.getpid()}")
+        tmp.write_text(json.dumps({"root": root.name, "stat": _stat_of(root, manifest)}))
+        os.replace(tmp, record)
+    except OSError:
+        pass  # only an optimisation
+
+
+def _previously_verified(image: Path, keys: list) -> tuple[dict, Path] | None:
+    """``(manifest, root)`` if these exact bytes were verified and extracted before and the
+    extraction is unchanged since."""
+    digest = _file_digest(image)
+    if digest is None:
+        return None
+    try:
+        record = json.loads(_verified_record(digest).read_text())
+        root = cache_home() / "images" / record["root"]
+        stamp = (root / _STAMP).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if hashlib.sha256(stamp).hexdigest() != root.name:
+        return None
+    with ImageArchive(image) as archive:
+        manifest_bytes, manifest = read_manifest(archive)
+        if manifest_bytes != stamp:
+            return None
+        check_signature(archive, manifest_bytes, manifest, keys)
+    try:
+        if _stat_of(root, manifest) != record["stat"]:
+            return None
+    except OSError:
+        return None
+    _check_runnable(image, manifest, None)
+    os.utime(root)  # recently used: pruned last
+    return manifest, root
 
 
 def run_image(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] = ()) -> int:

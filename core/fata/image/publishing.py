@@ -22,7 +22,7 @@ from fata.image.archive import ImageArchive
 from fata.image.errors import ImageError
 from fata.image.keys import trusted_keys
 from fata.image.manifest import SIGNATURE_NAME, parse_signature
-from fata.image.verify import verify_image
+from fata.image.verification import verify_image
 
 INDEX_FORMAT = "fata-index/1"
 INDEX_NAME = "index.json"

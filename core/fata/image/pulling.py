@@ -29,8 +29,8 @@ from fata.image.errors import ImageError
 from fata.image.keys import trusted_keys
 from fata.image.manifest import SIGNATURE_NAME, parse_signature
 from fata.image.paths import repo_root_for
-from fata.image.publish import INDEX_FORMAT, INDEX_NAME
-from fata.image.verify import verify_image
+from fata.image.publishing import INDEX_FORMAT, INDEX_NAME
+from fata.image.verification import verify_image
 
 TIMEOUT_SECONDS = 30
 _CHUNK = 64 * 1024
