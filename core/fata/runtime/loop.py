@@ -6,13 +6,18 @@ import asyncio
 from collections.abc import Callable
 
 
-def loop_factory(prefer_uvloop: bool = True) -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
-    """Return a loop factory and its name (``"uvloop"`` or ``"asyncio"``)."""
-    if prefer_uvloop:
+def loop_factory(choice: str = "auto") -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
+    """Return a loop factory and its name (``"uvloop"`` or ``"asyncio"``).
+
+    ``auto`` takes uvloop when it is importable; ``uvloop`` insists on it (ImportError if the
+    image lacks it); ``asyncio`` takes the standard loop.
+    """
+    if choice in ("auto", "uvloop"):
         try:
             import uvloop
         except ImportError:
-            pass
+            if choice == "uvloop":
+                raise
         else:
             return uvloop.new_event_loop, "uvloop"
     return asyncio.new_event_loop, "asyncio"
