@@ -150,7 +150,6 @@ def cmd_bench(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     harness = REPO_ROOT / "appliances" / name / "bench" / "harness.py"
     if harness.is_file():
-        sys.path.insert(0, str(harness.parent))
         spec = importlib.util.spec_from_file_location(f"fata_bench_{name}", harness)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,78 @@
+"""``fata bench dns --quick`` end to end: Fata and every installed peer, real dnsperf load.
+
+Runs the harness as ``fata bench dns`` does (file loaded, ``main`` called) against whichever of
+BIND9, NSD and Knot are installed, and checks the record it leaves: a JSON row per server with
+a positive qps and correct answers, and the PNG chart. About 15 s with all three peers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+PEER_BINARIES = {"bind": "named", "nsd": "nsd", "knot": "knotd"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("dnsperf") is None, reason="dnsperf is not installed (Debian package dnsperf)"
+    ),
+    pytest.mark.skipif(
+        shutil.which("taskset") is None, reason="taskset is not installed (util-linux)"
+    ),
+    pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores"),
+]
+
+
+def _record(out: Path) -> dict:
+    return json.loads((out / "dns-bench.json").read_text())
+
+
+def test_quick_run_measures_fata_and_every_installed_peer(harness, tmp_path, capsys) -> None:
+    peers = [key for key, binary in PEER_BINARIES.items() if shutil.which(binary)]
+    status = harness.main(
+        ["--quick", "--against", ",".join(peers), "--out", str(tmp_path), "--no-install"]
+    )
+    printed = capsys.readouterr()
+    record = _record(tmp_path)
+    rows = {row["server"]: row for row in record["results"]}
+    assert set(rows) == {"fata", *peers}
+    for key, row in rows.items():
+        assert row["size"] == 100, key
+        assert row["qps"] is not None and row["qps"] > 0, (key, row["status"], row["problems"])
+        assert row["correct"] is True, (key, row["problems"])
+        assert row["checked"] > 0 and row["sent"] > 0, key
+        assert row["rss_mb"] > 0 and 0 < row["first_answer_s"] < 60, key
+        assert set(row["rcodes"]) == {"NOERROR", "NXDOMAIN"}, key
+    assert record["config"]["sizes"] == [100] and record["config"]["duration_s"] == 2.0
+    assert record["config"]["server_core"] != record["config"]["load_core"]
+    assert (tmp_path / "dns-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Fata" in (tmp_path / "dns-bench.txt").read_text()
+    assert status == 0, printed.err
+
+
+def test_missing_peers_are_reported_as_missing(harness, tmp_path, monkeypatch) -> None:
+    """With no peer on PATH (only dnsperf and taskset), each is a row saying it is missing,
+    the chart still draws, and the run still measures Fata."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("dnsperf", "taskset"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bindir))
+    out = tmp_path / "out"
+    harness.main(["--quick", "--duration", "1", "--out", str(out), "--no-install"])
+    record = _record(out)
+    rows = {row["server"]: row for row in record["results"]}
+    assert set(rows) == {"fata", "bind", "nsd", "knot"}
+    for key, package in (("bind", "bind9"), ("nsd", "nsd"), ("knot", "knot")):
+        assert rows[key]["qps"] is None
+        expected = f"missing: {PEER_BINARIES[key]} not installed (Debian package {package})"
+        assert rows[key]["status"] == expected
+    assert "missing: knotd not installed" in (out / "dns-bench.txt").read_text()
+    assert record["install_log"] == ["not installing bind9, knot, nsd (--no-install)"]
+    assert (out / "dns-bench.png").exists()
+    assert rows["fata"]["qps"] is not None and rows["fata"]["qps"] > 0, rows["fata"]["problems"]
