@@ -13,8 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-from fata.config import ConfigError
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -219,9 +217,6 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_help()
             return 2
         return ns.func(ns)
-    except ConfigError as exc:
-        print(f"fata: {exc}", file=sys.stderr)
-        return 1
     except UsageError as exc:
         print(f"fata: {exc}", file=sys.stderr)
         return 2
@@ -231,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # the image package's errors, PlatformError, OSError
-        if type(exc).__name__ in ("ImageError", "PlatformError") or isinstance(exc, OSError):
+        # Matched by name so that `fata run IMAGE` need not import the config machinery.
+        if type(exc).__name__ in ("ConfigError", "ImageError", "PlatformError") or isinstance(
+            exc, OSError
+        ):
             print(f"fata: {exc}", file=sys.stderr)
             return 1
         raise

@@ -26,7 +26,6 @@ declaration at fault, so that ``fata build`` prints one line instead of a traceb
 
 from __future__ import annotations
 
-import inspect
 import re
 import sys
 import traceback
@@ -83,9 +82,11 @@ class ConfigError(Exception):
 def _caller_origin() -> tuple[str | None, int | None]:
     """The first frame outside this module: where the declaration was written."""
     here = __file__
-    for frame_info in inspect.stack()[1:]:
-        if frame_info.filename != here:
-            return frame_info.filename, frame_info.lineno
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename != here:
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
     return None, None
 
 

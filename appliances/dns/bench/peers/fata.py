@@ -64,8 +64,20 @@ class Fata(Server):
         return f"fata {version} (socket mode, 1 process)"
 
     def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int) -> Launch:
+        """Build the image first (outside any timing), then run the sealed image: the start-up
+        measured is that of `fata run IMAGE`, as a user would deploy it."""
+        image = self.appliance
+        if image.is_dir():
+            done = subprocess.run(
+                [self.python, "-m", "fata", "build", str(image), "--out", str(workdir)],
+                check=False, env=self.env(), cwd=self.repo, capture_output=True, text=True,
+            )  # fmt: skip
+            lines = done.stdout.strip().splitlines()
+            if done.returncode != 0 or not lines:
+                raise RuntimeError(f"fata build failed: {done.stderr.strip()[-500:]}")
+            image = Path(lines[-1])
         argv = [
-            self.python, "-m", "fata", "run", str(self.appliance),
+            self.python, "-m", "fata", "run", str(image),
             "--", "--zone", str(zone_file), "--listen", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
         return Launch(argv=argv, cwd=self.repo, env=self.env())
