@@ -1,0 +1,27 @@
+"""Async helpers: our client over host TCP, via the Flow adapter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fata.tls import TLSConfig
+from fata.tls.events import SessionTicket
+from fata.tls.flow import TLSFlow, connect
+from fata.tls.testserver import StreamFlow
+
+
+async def open_tls(
+    port: int, config: TLSConfig, name: str = "localhost", session: SessionTicket | None = None
+) -> TLSFlow:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    return await connect(StreamFlow(r, w), config, name, session=session)
+
+
+async def http_get(tls: TLSFlow, path: str = "/") -> bytes:
+    await tls.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+    out = b""
+    while True:
+        chunk = await tls.read()
+        if not chunk:
+            return out
+        out += chunk
