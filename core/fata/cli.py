@@ -144,7 +144,8 @@ def cmd_keygen(ns: argparse.Namespace) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
-        raise UsageError("usage: fata bench NAME [--quick] [harness options]")
+        raise UsageError(f"usage: fata bench NAME [--quick] [harness options]; harnesses: "
+                         f"{', '.join(_bench_names()) or 'none'}")
     name, rest = argv[0], argv[1:]
     harness = REPO_ROOT / "appliances" / name / "bench" / "harness.py"
     if harness.is_file():
@@ -160,9 +161,20 @@ def cmd_bench(argv: list[str]) -> int:
     return int(module.main(rest) or 0)
 
 
+def _bench_names() -> list[str]:
+    """Harnesses available: appliances with bench/harness.py, and fata.bench modules."""
+    names = {p.parent.parent.name for p in (REPO_ROOT / "appliances").glob("*/bench/harness.py")}
+    bench_dir = Path(__file__).resolve().parent / "bench"
+    names |= {p.stem for p in bench_dir.glob("*.py") if p.stem not in ("__init__", "report")}
+    return sorted(names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand but ``run`` and ``bench`` (which pass options on)."""
+    from fata import __version__
+
     parser = argparse.ArgumentParser(prog="fata", description="Build, run and ship sealed appliances.")
+    parser.add_argument("--version", action="version", version=f"fata {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("build", help="build a sealed, signed image of an appliance")
     p.add_argument("appliance")

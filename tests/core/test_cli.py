@@ -1,0 +1,44 @@
+"""The fata command's own behaviour: one-line errors, version, bench discovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fata(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fata", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+
+
+def test_version_and_help() -> None:
+    assert fata("--version").stdout.strip().startswith("fata ")
+    out = fata("--help").stdout
+    for command in ("build", "run", "inspect", "verify", "new", "publish", "pull", "keygen", "bench"):
+        assert command in out
+
+
+def test_bench_without_name_lists_harnesses() -> None:
+    done = fata("bench")
+    assert done.returncode == 2
+    assert "harnesses: dns" in done.stderr and "tls" in done.stderr
+    done = fata("bench", "no-such-harness")
+    assert done.returncode == 2 and "no benchmark harness named 'no-such-harness'" in done.stderr
+
+
+def test_run_missing_target_is_one_line(tmp_path: Path) -> None:
+    done = fata("run", str(tmp_path / "nothing"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"fata: {tmp_path / 'nothing'}: no such image or appliance directory"
+
+
+def test_run_image_with_other_net_is_refused(tmp_path: Path) -> None:
+    built = fata("build", "appliances/dns", "--out", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    image = built.stdout.strip().splitlines()[-1]
+    done = fata("run", image, "--net", "direct")
+    assert done.returncode == 2
+    assert "was built with --net socket" in done.stderr and "Traceback" not in done.stderr
