@@ -15,8 +15,9 @@ A ``config.py`` declares what the appliance is and needs, never how it is provid
 Two kinds of arguments, as in MirageOS 4.5:
 
 - *configure-time keys* (``key(...)``, plus the built-in ``net`` key of every appliance
-  with a network stack) are fixed by ``fata build``: they change what goes into the image
-  (``--net direct`` brings Fata's own TCP/IP, ``--net socket`` leaves it out);
+  with a network stack and the ``loop`` key, ``asyncio`` or ``uvloop``) are fixed by
+  ``fata build``: they change what goes into the image (``--net direct`` brings Fata's own
+  TCP/IP, ``--net socket`` leaves it out; ``--key loop=uvloop`` brings uvloop);
 - *runtime arguments* (``arg(...)``) are typed options of the running image, with
   ``--help``, defaults and validation.
 
@@ -52,6 +53,8 @@ __all__ = [
 
 CONFIG_FILE = "config.py"
 NET_CHOICES = ("socket", "direct")
+LOOP_CHOICES = ("asyncio", "uvloop")
+BUILTIN_KEYS = ("net", "loop")
 
 # Which platform module provides each device kind for each ``net`` key value.  The image
 # builder puts exactly these modules (and what they reach) into the image.
@@ -216,8 +219,11 @@ class KeySpec:
 def key(name: str, *, choices: list[str], default: str, help: str = "") -> KeySpec:
     """Declare a configure-time key (``fata build --key name=value``)."""
     origin = _caller_origin()
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name == "net":
-        raise ConfigError(f"key name {name!r} must be lower_snake_case and not 'net'", *origin)
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in BUILTIN_KEYS:
+        raise ConfigError(
+            f"key name {name!r} must be lower_snake_case and not one of {', '.join(BUILTIN_KEYS)}",
+            *origin,
+        )
     choices_t = tuple(choices)
     if not choices_t or not all(isinstance(c, str) for c in choices_t):
         raise ConfigError(f"key {name!r}: choices must be a non-empty list of strings", *origin)
@@ -301,6 +307,7 @@ class Appliance:
     def resolve_keys(self, given: dict[str, str]) -> dict[str, str]:
         """Configure-time key values: the given ones checked, defaults for the rest."""
         known: dict[str, KeySpec] = {k.name: k for k in self.keys}
+        known["loop"] = KeySpec("loop", LOOP_CHOICES, "asyncio", "event loop")
         if self.has_stack:
             known["net"] = KeySpec("net", NET_CHOICES, "socket", "network stack")
         for name, value in given.items():
@@ -319,6 +326,10 @@ class Appliance:
         for spec in self.devices.values():
             table = _PLATFORM_MODULES[spec.kind]
             mods.add(table.get("*") or table[keys["net"]])
+        from fata.runtime.loop import LOOP_MODULES
+
+        if keys.get("loop") in LOOP_MODULES:
+            mods.add(LOOP_MODULES[keys["loop"]])
         return sorted(mods)
 
     def bake(self, keys: dict[str, str]) -> dict[str, Any]:

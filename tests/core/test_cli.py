@@ -42,3 +42,38 @@ def test_run_image_with_other_net_is_refused(tmp_path: Path) -> None:
     done = fata("run", image, "--net", "direct")
     assert done.returncode == 2
     assert "was built with --net socket" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_loop_key_decides_what_the_image_holds_and_runs(tmp_path: Path) -> None:
+    import json
+    import signal
+    import socket
+    import time
+    import zipfile
+
+    images = {}
+    for loop in ("asyncio", "uvloop"):
+        built = fata("build", "appliances/dns", "--key", f"loop={loop}", "--out", str(tmp_path / loop))
+        assert built.returncode == 0, built.stderr
+        images[loop] = built.stdout.strip().splitlines()[-1]
+        with zipfile.ZipFile(images[loop]) as archive:
+            files = {e["path"] for e in json.loads(archive.read("MANIFEST.json"))["files"]}
+        assert any("/uvloop/" in f for f in files) == (loop == "uvloop")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "fata", "run", images["uvloop"], "--", "--port",
+                             str(port)], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 20
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "serving" in line or not line:
+                break
+        assert any("loop=uvloop" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0

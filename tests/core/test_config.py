@@ -36,7 +36,9 @@ def test_good_config_bakes_keys_devices_and_platform(tmp_path: Path) -> None:
     app = load(write(tmp_path, GOOD))
     baked = app.bake({"net": "direct"})
     assert baked["name"] == "echo" and baked["entry"] == "fata_echo.unikernel:start"
-    assert baked["keys"] == {"mode": "fast", "net": "direct"}
+    assert baked["keys"] == {"loop": "asyncio", "mode": "fast", "net": "direct"}
+    assert "fata.runtime.uvloop_loop" not in baked["platform_modules"]
+    assert "fata.runtime.uvloop_loop" in app.bake({"loop": "uvloop"})["platform_modules"]
     assert baked["devices"]["data"] == {"kind": "kv_ro", "directory": "data"}
     assert "fata.platform.direct" in baked["platform_modules"]
     assert "fata.platform.socket_stack" not in baked["platform_modules"]

@@ -90,8 +90,9 @@ def default_out_dir(appliance_dir: Path) -> Path:
 
 
 def image_file_name(baked: dict[str, Any], target: str) -> str:
-    """``dns-0.1.0-unix-socket.fata``: name, version, target and the keys' values."""
-    keys = baked["keys"]
+    """``dns-0.1.0-unix-socket.fata``: name, version, target and the keys' values (the
+    built-in ``loop`` key only when it is not the default asyncio)."""
+    keys = {k: v for k, v in baked["keys"].items() if (k, v) != ("loop", "asyncio")}
     parts = [baked["name"], baked["version"], target]
     if "net" in keys:
         parts.append(keys["net"])

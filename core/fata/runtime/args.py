@@ -33,9 +33,6 @@ def runtime_parser(baked: dict[str, Any]) -> argparse.ArgumentParser:
                         help="lowest level of events logged (default info)")
     parser.add_argument("--trace", metavar="FILE", default=None,
                         help="write a Chrome trace-event JSON file (open it in Perfetto)")
-    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
-                        help="event loop (default asyncio: it serves UDP with less CPU per "
-                        "datagram than uvloop here; auto = uvloop when the image has it)")
     for module in stack_platform_modules(baked):
         importlib.import_module(module).add_arguments(parser)
     return parser

@@ -38,7 +38,7 @@ def run_baked(baked: dict[str, Any], argv: list[str], root: Path) -> int:
     options = runtime_parser(baked).parse_args(runtime_argv)
     args = parse_appliance_args(baked, app_argv)
     console = UnixConsole(baked["name"], options.log_level)
-    factory, loop_name = loop_factory(options.loop)
+    factory, loop_name = loop_factory(baked["keys"].get("loop", "asyncio"))
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_main(baked, options, args, Path(root), console, loop_name))
 

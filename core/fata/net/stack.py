@@ -1,0 +1,708 @@
+"""``DirectStack``: Fata's own TCP/IP behind the ``fata.devices.Stack`` interface.
+
+This is the thin asyncio layer around the sans-IO engines: it takes frames from a
+``Netif``, runs them through Ethernet → ARP/IPv4 → ICMP/UDP/TCP, sends what the engines
+produce, schedules one event-loop timer for the earliest engine deadline, and turns TCP
+connections into ``Flow`` objects with awaitable reads and backpressured writes.
+
+Work caused by a burst of received frames is flushed once per event-loop turn
+(``call_soon``), so a batch of segments costs one pass over the TCP output queue and
+one wake-up per affected flow, not one per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random as _random
+import struct
+from collections.abc import Callable
+
+from fata.devices import (
+    Console,
+    DatagramHandler,
+    Flow,
+    FlowHandler,
+    Stack,
+    TcpListener,
+    UdpEndpoint,
+)
+from fata.net import arp, checksum, dhcp, ethernet, icmp, ipv4, tcp_wire, udp
+from fata.net.errors import ParseError
+from fata.net.ipv4 import Ipv4Config
+from fata.net.netif import Netif
+from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
+
+EPHEMERAL = (49152, 65535)
+_ANY = ipv4.ANY
+# Ethernet (addresses skipped) + option-less IPv4 + UDP headers, for the datagram fast path
+_UDP_IN = struct.Struct("!12xHHHHHHHIIHHHH")  # IPv4 header as words: checksummed in place
+_UDP_OUT = struct.Struct("!BBHHHBBHIIHHHH")
+_M = 0xFFFF
+
+
+class DirectUdpEndpoint(UdpEndpoint):
+    """A bound UDP port of a ``DirectStack``."""
+
+    def __init__(self, stack: DirectStack, ip: bytes, port: int,
+                 handler: DatagramHandler) -> None:
+        self._stack = stack
+        self.ip = ip
+        self.port = port
+        self.handler = handler
+        self.local = (ipv4.ntoa(ip), port)
+        self.closed = False
+
+    def sendto(self, data: bytes, peer: tuple[str, int]) -> None:
+        """Send one datagram from this port."""
+        if self.closed:
+            return
+        stack = self._stack
+        dst = ipv4.addr(peer[0])
+        src = self.ip if self.ip != _ANY else stack.source_for(dst)
+        stack.udp_send(src, self.port, dst, peer[1], data)
+
+    def close(self) -> None:
+        """Unbind."""
+        if not self.closed:
+            self.closed = True
+            self._stack._udp.pop((self.ip, self.port), None)
+            self._stack._udp_keys.pop((int.from_bytes(self.ip, "big") << 16) | self.port, None)
+
+
+class DirectFlow(Flow):
+    """A TCP connection of a ``DirectStack``."""
+
+    def __init__(self, stack: DirectStack, conn: Connection) -> None:
+        self._stack = stack
+        self._conn = conn
+        self._waiter: asyncio.Future[None] | None = None
+        conn.user = self
+        self.local = (ipv4.ntoa(conn.local_ip), conn.local_port)
+        self.peer = (ipv4.ntoa(conn.remote_ip), conn.remote_port)
+
+    @property
+    def connection(self) -> Connection:
+        """The engine's control block (for tests and diagnostics)."""
+        return self._conn
+
+    @property
+    def nodelay(self) -> bool:
+        """Whether Nagle's algorithm is off for this flow (``TCP_NODELAY``)."""
+        return not self._conn.nagle
+
+    @nodelay.setter
+    def nodelay(self, value: bool) -> None:
+        self._conn.nagle = not value
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = self._stack.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """The next received bytes; ``b""`` at end of stream or after a reset."""
+        conn = self._conn
+        while not conn.rcvbuf:
+            if conn.peer_fin or conn.state == State.CLOSED:
+                return b""
+            await self._wait()
+        data = conn.app_read(max_bytes, self._stack.loop.time())
+        self._stack.flush()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Queue ``data``, waiting while the send buffer is full."""
+        conn = self._conn
+        view = memoryview(data)
+        loop = self._stack.loop
+        while view:
+            if conn.error is not None or conn.state == State.CLOSED:
+                raise ConnectionResetError(str(conn.error or "connection closed"))
+            n = conn.app_send(view, loop.time())
+            self._stack.flush()
+            view = view[n:]
+            if view:
+                await self._wait()
+
+    async def close(self) -> None:
+        """Send FIN after the queued data."""
+        self._conn.app_close(self._stack.loop.time())
+        self._stack.flush()
+
+    def abort(self) -> None:
+        """Send RST and forget the connection."""
+        if self._conn.state != State.CLOSED:
+            self._conn.app_abort(self._stack.loop.time())
+            self._stack.flush()
+
+
+class DirectTcpListener(TcpListener):
+    """A listening port of a ``DirectStack``."""
+
+    def __init__(self, stack: DirectStack, listener: Listener, handler: FlowHandler) -> None:
+        self._stack = stack
+        self.listener = listener
+        self.handler = handler
+        self.local = (ipv4.ntoa(listener.ip), listener.port)
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self._stack.tcp.unlisten(self.listener)
+        self._stack._listeners.pop(self.listener, None)
+
+
+class DirectStack(Stack):
+    """Ethernet/ARP/IPv4/ICMP/UDP/TCP over a ``Netif``."""
+
+    def __init__(self, netif: Netif, config: Ipv4Config | None, *,
+                 tcp_config: TcpConfig | None = None, console: Console | None = None,
+                 rand: Callable[[int], bytes] = os.urandom) -> None:
+        self.netif = netif
+        self.config = config
+        self.console = console
+        self.rand = rand
+        self.loop = asyncio.get_running_loop()
+        if tcp_config is None:
+            tcp_config = TcpConfig(mss=netif.mtu - 40)
+            if netif.tso and netif.csum_offload:
+                tcp_config.tso_max = 65000
+        self.tcp = TcpEngine(tcp_config, rand)
+        self.arp = arp.Arp(netif.mac)
+        self.reassembler = ipv4.Reassembler()
+        self.icmp_limiter = icmp.RateLimiter(100.0, 50)
+        self.counters: dict[str, int] = {}
+        self._udp: dict[tuple[bytes, int], DirectUdpEndpoint] = {}
+        self._listeners: dict[Listener, DirectTcpListener] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._eth_headers: dict[bytes, bytes] = {}
+        # datagram fast path state, keyed by integers (no tuple or bytes objects per packet)
+        self._names: dict[int, str] = {}
+        self._routes: dict[int, tuple[bytes, float]] = {}  # on-link peer -> (eth header, expiry)
+        self._udp_keys: dict[int, DirectUdpEndpoint] = {}  # (ip << 16) | port -> endpoint
+        self._local_ints: set[int] = set()
+        self._udp_sender: Callable[[bytes, bytes, bytes], None] | None = None
+        self._ident = int.from_bytes(rand(2), "big")
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+        self._local: set[bytes] = set()
+        self._broadcast: set[bytes] = {ipv4.LIMITED_BROADCAST}
+        self.dhcp_port_open = False  # set while a DHCP client needs unconfigured receive
+        self.udp_promiscuous: DirectUdpEndpoint | None = None
+        self.dhcp: dhcp.DhcpClient | None = None
+        self._dhcp_bound: asyncio.Future[None] | None = None
+        if config is not None:
+            self.set_config(config)
+
+    # ------------------------------------------------------------------ configuration
+
+    def set_config(self, config: Ipv4Config | None) -> None:
+        """(Re)configure the interface address (used at start and by DHCP)."""
+        self.config = config
+        self._routes = {}
+        self._local = {config.address} if config else set()
+        self._local_ints = {int.from_bytes(ip, "big") for ip in self._local}
+        self._broadcast = {ipv4.LIMITED_BROADCAST}
+        if config is not None:
+            self._broadcast.add(config.broadcast)
+        self.arp.addresses = set(self._local)
+
+    def start(self) -> None:
+        """Attach to the netif and announce our address (gratuitous ARP)."""
+        if self.netif.csum_offload:
+            self._udp_sender = self.netif.checksummed_sender(34, 6)  # UDP checksum at 14+20+6
+        self.netif.start(self._on_frame)
+        if self.config is not None:
+            self.announce()
+
+    def announce(self) -> None:
+        """Send a gratuitous ARP for each address."""
+        for ip in self._local:
+            self.netif.send(self.arp.gratuitous(ip))
+
+    @property
+    def ipv4_addresses(self) -> list[str]:
+        """Our configured address(es)."""
+        return [ipv4.ntoa(ip) for ip in sorted(self._local)]
+
+    def source_for(self, dst: bytes) -> bytes:
+        """The source address to use towards ``dst``."""
+        if self.config is None:
+            return _ANY
+        return self.config.address
+
+    def stats(self) -> dict[str, int]:
+        """Every drop and event counter of every layer, prefixed by layer."""
+        out = dict(self.counters)
+        for prefix, counters in (("arp", self.arp.counters),
+                                 ("dhcp", self.dhcp.counters if self.dhcp else {}),
+                                 ("reasm", self.reassembler.counters),
+                                 ("tcp", self.tcp.counters)):
+            for name, value in counters.items():
+                out[f"{prefix}_{name}"] = value
+        return out
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # ------------------------------------------------------------------ receive
+
+    def _on_frame(self, frame: bytes, trusted: bool) -> None:
+        try:
+            if len(frame) >= 42 and frame[23] == 17 and self._udp_fast(frame, trusted):
+                return
+            now = self.loop.time()
+            _dst, _src, ethertype = ethernet.parse(frame)
+            if ethertype == ethernet.ETHERTYPE_IPV4:
+                self._ipv4_input(memoryview(frame)[14:], trusted, now)
+            elif ethertype == ethernet.ETHERTYPE_ARP:
+                out, released = self.arp.input(memoryview(frame)[14:], now)
+                for f in out:
+                    self.netif.send(f)
+                for mac, (pieces, kw) in released:
+                    self.netif.send([self._eth_header(mac), *pieces], **kw)
+            else:
+                self._count("eth_unknown_type")
+        except ParseError as exc:
+            self._count(exc.counter)
+        except Exception as exc:
+            self._count("internal_errors")
+            if self.console is not None:
+                self.console.error(f"net: frame handling failed: {exc!r}")
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _udp_fast(self, frame: bytes, trusted: bool) -> bool:
+        """Serve a plain unicast UDP datagram for a bound port in one pass.
+
+        Request/response appliances (DNS) live on this path, so it avoids the general
+        path's per-layer objects: one ``struct`` unpack for all three headers, the reply's
+        IP and UDP headers in one pack, the UDP checksum left to the device when it can,
+        the peer's Ethernet header from a per-peer cache.  Anything unusual (IP options,
+        fragments, not ours, no cached next hop, bad checksum) returns False and takes the
+        general path, which also does the counting.
+        """
+        (etype, w0, total, ident, frag, ttl_proto, csum, src, dst, sport, dport, ulen,
+         ucsum) = _UDP_IN.unpack_from(frame)
+        if etype != 0x0800 or w0 >> 8 != 0x45 or ttl_proto & 0xFF != 17 or frag & 0x3FFF or \
+                dst not in self._local_ints or ulen < 8 or ulen + 20 > total or \
+                total + 14 > len(frame):
+            return False
+        keys = self._udp_keys
+        ep = keys.get((dst << 16) | dport) or keys.get(dport)
+        if ep is None or (w0 + total + ident + frag + ttl_proto + csum + src + dst) % _M:
+            return False  # not bound here, or a bad header checksum: the general path counts
+        if ucsum and not trusted and (src + dst + 17 + ulen + int.from_bytes(
+                frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M:
+            return False
+        peer_ip = self._names.get(src)
+        if peer_ip is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            peer_ip = self._names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
+        try:
+            reply = ep.handler(bytes(frame[42:34 + ulen]), (peer_ip, sport))
+        except Exception as exc:  # one bad datagram must not stop the port
+            self._count("udp_handler_errors")
+            if self.console is not None:
+                self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
+            return True
+        if reply is None:
+            return True
+        netif = self.netif
+        route = self._routes.get(src)
+        rlen = len(reply)
+        if route is None or rlen + 28 > netif.mtu or route[1] < self.loop.time():
+            route = self._route_for(src)
+            if route is None or rlen + 28 > netif.mtu:
+                self.udp_send(dst.to_bytes(4, "big"), dport, src.to_bytes(4, "big"), sport,
+                              reply)
+                return True
+        ulen = 8 + rlen
+        ident = self._ident = (self._ident + 1) & 0xFFFF
+        ip_csum = _M - ((0x8511 + 20 + ulen + ident + src + dst) % _M)  # 0x4500 + 0x4011
+        sender = self._udp_sender
+        if sender is not None:
+            sender(route[0], _UDP_OUT.pack(0x45, 0, 20 + ulen, ident, 0, 64, 17, ip_csum, dst,
+                                           src, dport, sport, ulen, (src + dst + 17 + ulen) % _M),
+                   reply)
+        else:
+            pseudo = (src + dst + 17 + ulen + dport + sport + ulen) % _M
+            netif.send([route[0], _UDP_OUT.pack(
+                0x45, 0, 20 + ulen, ident, 0, 64, 17, ip_csum, dst, src, dport, sport, ulen,
+                checksum.finish(pseudo + checksum.partial(reply))), reply])
+        return True
+
+    def _route_for(self, peer: int) -> tuple[bytes, float] | None:
+        """(Ethernet header, valid until) towards an on-link peer whose MAC is cached."""
+        raw = peer.to_bytes(4, "big")
+        entry = self.arp.cache.get(raw)
+        if entry is None or self.config is None or not self.config.on_link(raw) or \
+                entry[1] < self.loop.time():
+            return None
+        if len(self._routes) > 4096:
+            self._routes.clear()
+        route = self._routes[peer] = (self._eth_header(entry[0]), entry[1])
+        return route
+
+    def _ipv4_input(self, packet: memoryview, trusted: bool, now: float) -> None:
+        hdr, payload = ipv4.parse(packet)
+        dst = hdr.dst
+        if dst not in self._local:
+            if dst in self._broadcast or (self.dhcp_port_open and hdr.proto == ipv4.PROTO_UDP):
+                if hdr.proto != ipv4.PROTO_UDP:
+                    self._count("ipv4_broadcast_ignored")
+                    return
+            else:
+                self._count("ipv4_not_for_us")
+                return
+        if hdr.mf or hdr.frag_offset:
+            whole = self.reassembler.add(hdr, payload, now)
+            self._arm_timer()
+            if whole is None:
+                return
+            payload = memoryview(whole)
+            trusted = False
+        proto = hdr.proto
+        if proto == ipv4.PROTO_TCP:
+            pseudo = None if trusted else checksum.pseudo_header_ipv4(hdr.src, dst, 6,
+                                                                       len(payload))
+            seg = tcp_wire.parse(payload, pseudo)
+            if dst not in self._local:
+                return
+            self.tcp.input(hdr.src, dst, seg, now)
+        elif proto == ipv4.PROTO_UDP:
+            self._udp_input(hdr, payload, trusted, packet)
+        elif proto == ipv4.PROTO_ICMP:
+            self._icmp_input(hdr, payload)
+        else:
+            self._count("ipv4_unknown_protocol")
+
+    def _udp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview, trusted: bool,
+                   packet: memoryview) -> None:
+        sport, dport, data = udp.parse(payload, hdr.src, hdr.dst, not trusted)
+        ep = self._udp.get((hdr.dst, dport)) or self._udp.get((_ANY, dport))
+        if ep is None and self.dhcp_port_open and dport == 68:
+            ep = self.udp_promiscuous
+        if ep is None:
+            self._count("udp_closed_port")
+            if hdr.dst in self._local:
+                self._icmp_error(hdr, packet, icmp.CODE_PORT_UNREACHABLE)
+            return
+        try:
+            reply = ep.handler(bytes(data), (ipv4.ntoa(hdr.src), sport))
+        except Exception as exc:
+            self._count("udp_handler_errors")
+            if self.console is not None:
+                self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
+            return
+        if reply is not None:
+            src = hdr.dst if hdr.dst in self._local else self.source_for(hdr.src)
+            self.udp_send(src, dport, hdr.src, sport, reply)
+
+    def _icmp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview) -> None:
+        icmp_type, _code = icmp.parse(payload)
+        if icmp_type == icmp.TYPE_ECHO_REQUEST and hdr.dst in self._local:
+            self._count("icmp_echo_replies")
+            self.ip_send(hdr.dst, hdr.src, ipv4.PROTO_ICMP, icmp.echo_reply(payload))
+        else:
+            self._count("icmp_ignored")
+
+    def _icmp_error(self, hdr: ipv4.Ipv4Header, packet: memoryview, code: int) -> None:
+        if not self.icmp_limiter.allow(self.loop.time()):
+            self._count("icmp_rate_limited")
+            return
+        self._count("icmp_unreachable_sent")
+        self.ip_send(hdr.dst, hdr.src, ipv4.PROTO_ICMP, icmp.unreachable(code, packet))
+
+    # ------------------------------------------------------------------ send
+
+    def _eth_header(self, mac: bytes) -> bytes:
+        head = self._eth_headers.get(mac)
+        if head is None:
+            head = ethernet.header(mac, self.netif.mac, ethernet.ETHERTYPE_IPV4)
+            self._eth_headers[mac] = head
+        return head
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def _link_send(self, dst: bytes, pieces: list[bytes], **kw: int) -> None:
+        config = self.config
+        if dst in self._broadcast:
+            mac = ethernet.BROADCAST
+        else:
+            hop = config.next_hop(dst) if config is not None else None
+            if hop is None:
+                self._count("ipv4_no_route")
+                return
+            now = self.loop.time()
+            mac = self.arp.lookup(hop, now)
+            if mac is None:
+                for frame in self.arp.resolve(hop, (pieces, kw), now):
+                    self.netif.send(frame)
+                self._arm_timer()
+                return
+        self.netif.send([self._eth_header(mac), *pieces], **kw)
+
+    def ip_send(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
+        """Send one datagram, fragmenting it to the MTU if needed."""
+        mtu = self.netif.mtu
+        ident = self._next_ident()
+        if ipv4.HEADER_LEN + len(payload) <= mtu:
+            self._link_send(dst, [ipv4.header(src, dst, proto, len(payload), ident), payload])
+            return
+        self._count("ipv4_fragmented")
+        for frag in ipv4.fragment(src, dst, proto, payload, ident, mtu):
+            self._link_send(dst, [frag])
+
+    def udp_send(self, src: bytes, sport: int, dst: bytes, dport: int, data: bytes) -> None:
+        """Send one UDP datagram."""
+        pseudo = checksum.pseudo_header_ipv4(src, dst, udp.PROTO, udp.HEADER_LEN + len(data))
+        self.ip_send(src, dst, ipv4.PROTO_UDP, udp.build(sport, dport, data, pseudo))
+
+    def _tcp_send(self, src: bytes, dst: bytes, seg: tcp_wire.Segment, mss: int) -> None:
+        payload = seg.payload
+        plen = len(payload)
+        netif = self.netif
+        if netif.csum_offload:
+            head = tcp_wire.header(seg, None)
+            tcp_len = len(head) + plen
+            psum = checksum.pseudo_header_ipv4(src, dst, 6, tcp_len)
+            head = head[:16] + psum.to_bytes(2, "big") + head[18:]
+            gso = mss if plen > mss and netif.tso else 0
+            iph = ipv4.header(src, dst, 6, tcp_len, self._next_ident(), df=True)
+            self._link_send(dst, [iph + head, payload], csum_start=34, csum_offset=16,
+                            gso_size=gso)
+            return
+        tcp_len = tcp_wire.HEADER_LEN + plen
+        head = tcp_wire.header(seg, 0)  # sized first: options decide the length
+        tcp_len = len(head) + plen
+        head = tcp_wire.header(seg, checksum.pseudo_header_ipv4(src, dst, 6, tcp_len))
+        segment = head + bytes(payload) if plen else head
+        if ipv4.HEADER_LEN + tcp_len <= netif.mtu:
+            iph = ipv4.header(src, dst, 6, tcp_len, self._next_ident(), df=True)
+            self._link_send(dst, [iph, segment])
+        else:
+            self.ip_send(src, dst, 6, segment)
+
+    # ------------------------------------------------------------------ engine plumbing
+
+    def flush(self) -> None:
+        """Send what the TCP engine queued, wake flows, start handlers, re-arm the timer."""
+        self._flush_scheduled = False
+        tcp = self.tcp
+        while tcp.outbox:
+            out = tcp.outbox
+            tcp.outbox = []
+            for src, dst, seg, mss in out:
+                self._tcp_send(src, dst, seg, mss)
+        if tcp.accepted:
+            accepted = tcp.accepted
+            tcp.accepted = []
+            for conn in accepted:
+                self._accept(conn)
+        for conn in tcp.take_touched():
+            flow = conn.user
+            if flow is not None:
+                flow._wake()  # type: ignore[attr-defined]
+        self._arm_timer()
+
+    def _accept(self, conn: Connection) -> None:
+        self.tcp.accepted_by_app(conn)
+        listener = self._listeners.get(conn.listener)  # type: ignore[arg-type]
+        if listener is None or self._closed:
+            conn.app_abort(self.loop.time())
+            return
+        flow = DirectFlow(self, conn)
+        task = self.loop.create_task(self._run_handler(listener.handler, flow))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_handler(self, handler: FlowHandler, flow: DirectFlow) -> None:
+        try:
+            await handler(flow)
+        except Exception as exc:
+            self._count("tcp_handler_errors")
+            if self.console is not None:
+                self.console.error(f"tcp {flow.local[1]} handler failed: {exc!r}")
+            flow.abort()
+            return
+        if flow.connection.state != State.CLOSED:
+            await flow.close()
+
+    def _arm_timer(self) -> None:
+        deadlines = [d for d in (self.tcp.next_deadline(), self.arp.next_deadline(),
+                                 self.reassembler.next_deadline(),
+                                 self.dhcp.next_deadline() if self.dhcp else None)
+                     if d is not None]
+        if not deadlines or self._closed:
+            return
+        when = min(deadlines)
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.loop.time()
+        try:
+            self.tcp.poll(now)
+            frames, dropped = self.arp.poll(now)
+            for frame in frames:
+                self.netif.send(frame)
+            if dropped:
+                self.counters["arp_unresolved_drops"] = \
+                    self.counters.get("arp_unresolved_drops", 0) + len(dropped)
+            self.reassembler.expire(now)
+            if self.dhcp is not None:
+                self._dhcp_out(self.dhcp.poll(now))
+        except Exception as exc:
+            self._count("internal_errors")
+            if self.console is not None:
+                self.console.error(f"net: timer handling failed: {exc!r}")
+        self.flush()
+
+    # ------------------------------------------------------------------ DHCP
+
+    async def run_dhcp(self, timeout: float | None = 30.0, hostname: str | None = None) -> None:
+        """Configure the address by DHCP; returns once bound (keeps renewing afterwards)."""
+        client = dhcp.DhcpClient(self.netif.mac, self.rand, hostname=hostname)
+        self.dhcp = client
+        self.dhcp_port_open = True
+        self.udp_promiscuous = DirectUdpEndpoint(self, _ANY, dhcp.CLIENT_PORT, self._dhcp_input)
+        self._dhcp_bound = self.loop.create_future()
+        self._dhcp_out(client.start(self.loop.time()))
+        self._arm_timer()
+        async with asyncio.timeout(timeout):
+            await self._dhcp_bound
+
+    def _dhcp_input(self, payload: bytes, peer: tuple[str, int]) -> None:
+        client = self.dhcp
+        if client is None or peer[1] != dhcp.SERVER_PORT:
+            return None
+        try:
+            out = client.input(payload, self.loop.time())
+        except ParseError as exc:
+            self._count(exc.counter)
+            return None
+        self._dhcp_out(out)
+        return None
+
+    def _dhcp_out(self, out: list[tuple[bytes, bytes]]) -> None:
+        client = self.dhcp
+        if client is None:
+            return
+        if client.lease_changed:
+            client.lease_changed = False
+            lease = client.lease
+            if lease is None:
+                self.set_config(None)
+                if self.console is not None:
+                    self.console.warning("dhcp: lease lost")
+            else:
+                self.set_config(Ipv4Config(lease.address, lease.prefix_len, lease.router))
+                self.announce()
+                if self.console is not None:
+                    self.console.info(f"dhcp: bound to {self.config}")
+                if self._dhcp_bound is not None and not self._dhcp_bound.done():
+                    self._dhcp_bound.set_result(None)
+        src = self.config.address if self.config is not None else _ANY
+        for dst, payload in out:
+            self.udp_send(src, dhcp.CLIENT_PORT, dst, dhcp.SERVER_PORT, payload)
+
+    # ------------------------------------------------------------------ Stack interface
+
+    def _bind_ip(self, addr: str) -> bytes:
+        ip = ipv4.addr(addr) if addr else _ANY
+        if ip != _ANY and ip not in self._local:
+            raise OSError(99, f"cannot bind to {addr}: not an address of this stack")
+        return ip
+
+    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler) -> UdpEndpoint:
+        """Bind a UDP port; ``port`` 0 picks a free ephemeral one."""
+        ip = self._bind_ip(addr)
+        if port == 0:
+            port = self._free_port(lambda p: (ip, p) in self._udp or (_ANY, p) in self._udp)
+        if (ip, port) in self._udp:
+            raise OSError(98, f"UDP port {port} already in use")
+        ep = DirectUdpEndpoint(self, ip, port, handler)
+        self._udp[(ip, port)] = ep
+        self._udp_keys[(int.from_bytes(ip, "big") << 16) | port] = ep
+        return ep
+
+    async def tcp_listen(self, addr: str, port: int, handler: FlowHandler, *,
+                         backlog: int = 128) -> TcpListener:
+        """Listen on a TCP port."""
+        ip = self._bind_ip(addr)
+        if port == 0:
+            port = self._free_port(lambda p: (ip, p) in self.tcp.listeners)
+        listener = self.tcp.listen(ip, port, backlog)
+        wrapped = DirectTcpListener(self, listener, handler)
+        self._listeners[listener] = wrapped
+        return wrapped
+
+    def _free_port(self, used: Callable[[int], bool]) -> int:
+        lo, hi = EPHEMERAL
+        start = _random.randint(lo, hi)
+        for i in range(hi - lo + 1):
+            port = lo + (start - lo + i) % (hi - lo + 1)
+            if not used(port):
+                return port
+        raise OSError(98, "no free port")
+
+    async def tcp_connect(self, addr: str, port: int, *, timeout: float | None = None) -> Flow:
+        """Active open; raises ``ConnectionRefusedError``, ``TimeoutError``..."""
+        dst = ipv4.addr(addr)
+        src = self.source_for(dst)
+        if src == _ANY:
+            raise OSError(101, "network is unreachable: no address configured")
+        lport = self._free_port(lambda p: (src, p, dst, port) in self.tcp.conns)
+        conn = self.tcp.connect(src, lport, dst, port, self.loop.time())
+        flow = DirectFlow(self, conn)
+        self.flush()
+        try:
+            async with asyncio.timeout(timeout):
+                while conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+                    await flow._wait()
+        except TimeoutError:
+            flow.abort()
+            raise
+        if conn.state == State.CLOSED:
+            raise conn.error or ConnectionResetError("connection closed")
+        return flow
+
+    async def close(self) -> None:
+        """Close every endpoint, listener and flow, then the netif."""
+        if self._closed:
+            return
+        for ep in list(self._udp.values()):
+            ep.close()
+        for listener in list(self._listeners.values()):
+            listener.close()
+        now = self.loop.time()
+        for conn in list(self.tcp.conns.values()):
+            if conn.state != State.CLOSED:
+                conn.app_abort(now)
+        self.flush()
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.netif.close()
