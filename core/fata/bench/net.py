@@ -255,7 +255,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dns-seconds", type=float, default=None, help="dnsperf duration")
     parser.add_argument("--only", choices=["tcp", "dns"], default=None,
                         help="run one of the two measurements")
-    parser.add_argument("--out", default=str(REPO / "images" / "bench"),
+    parser.add_argument("--out", default=str(REPO / "bench-results" / "net"),
                         help="directory for net.json")
     opts = parser.parse_args(argv)
     size = opts.bytes or (50 << 20 if opts.quick else 200 << 20)

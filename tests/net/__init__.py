@@ -1,0 +1,1 @@
+"""Tests of Fata's own TCP/IP stack (fata.net) and the TAP platform."""

@@ -1,0 +1,111 @@
+"""Services run on the stack under test, and the Linux peer programs that talk to them."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from fata.devices import Flow, Stack
+
+
+async def sink(flow: Flow) -> None:
+    """Read to the end of the stream, answer with the byte count and sha256."""
+    digest = hashlib.sha256()
+    total = 0
+    while True:
+        data = await flow.read()
+        if not data:
+            break
+        digest.update(data)
+        total += len(data)
+    await flow.write(f"{total} {digest.hexdigest()}\n".encode())
+
+
+async def source(flow: Flow) -> None:
+    """Read ``N SEED\\n`` and send N pseudo-random bytes, then FIN."""
+    line = b""
+    while not line.endswith(b"\n"):
+        data = await flow.read()
+        if not data:
+            return
+        line += data
+    size, seed = (int(x) for x in line.split())
+    data = random.Random(seed).randbytes(size)
+    view = memoryview(data)
+    for offset in range(0, size, 1 << 20):
+        await flow.write(view[offset:offset + (1 << 20)])
+
+
+async def echo(flow: Flow) -> None:
+    """Echo until the peer closes."""
+    while True:
+        data = await flow.read()
+        if not data:
+            return
+        await flow.write(data)
+
+
+async def serve_all(stack: Stack) -> None:
+    """UDP echo on 7, TCP echo on 7, sink on 9000, source on 9001."""
+    await stack.udp_listen("0.0.0.0", 7, lambda data, peer: data)
+    await stack.tcp_listen("0.0.0.0", 7, echo, backlog=512)
+    await stack.tcp_listen("0.0.0.0", 9000, sink)
+    await stack.tcp_listen("0.0.0.0", 9001, source)
+
+
+PEER_BULK = r"""
+import hashlib, random, socket, sys, time
+mode, host, size, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if mode == "up":
+    data = random.Random(seed).randbytes(size)
+    start = time.perf_counter()
+    c = socket.create_connection((host, 9000), timeout=120)
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    reply = b""
+    while True:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    elapsed = time.perf_counter() - start
+    n, digest = reply.split()
+    print(int(n) == size and digest.decode() == hashlib.sha256(data).hexdigest(),
+          size * 8 / elapsed / 1e6)
+else:
+    expected = hashlib.sha256(random.Random(seed).randbytes(size)).hexdigest()
+    start = time.perf_counter()
+    c = socket.create_connection((host, 9001), timeout=120)
+    c.sendall(f"{size} {seed}\n".encode())
+    digest = hashlib.sha256()
+    total = 0
+    while True:
+        chunk = c.recv(1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        total += len(chunk)
+    elapsed = time.perf_counter() - start
+    print(total == size and digest.hexdigest() == expected, size * 8 / elapsed / 1e6)
+"""
+
+PEER_CONCURRENT = r"""
+import socket, sys
+host, count = sys.argv[1], int(sys.argv[2])
+conns = [socket.create_connection((host, 7), timeout=30) for _ in range(count)]
+for i, c in enumerate(conns):
+    c.sendall(f"hello {i}\n".encode())
+ok = 0
+for i, c in enumerate(conns):
+    want = f"hello {i}\n".encode()
+    got = b""
+    while len(got) < len(want):
+        chunk = c.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    ok += got == want
+for c in conns:
+    c.close()
+print(ok)
+"""
