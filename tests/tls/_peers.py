@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+from fata.platform.socket_stack import SocketFlow
 from fata.tls import TLSConfig
 from fata.tls.events import SessionTicket
 from fata.tls.flow import TLSFlow, connect
-from fata.tls.testserver import StreamFlow
 
 
 async def open_tls(
     port: int, config: TLSConfig, name: str = "localhost", session: SessionTicket | None = None
 ) -> TLSFlow:
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    return await connect(StreamFlow(r, w), config, name, session=session)
+    return await connect(SocketFlow(r, w), config, name, session=session)
 
 
 async def http_get(tls: TLSFlow, path: str = "/") -> bytes:

@@ -13,7 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from fata.devices.stack import Flow
+from fata.platform.socket_stack import SocketFlow
 from fata.tls.certs import CertifiedKey
 from fata.tls.config import TLSConfig
 from fata.tls.flow import TLSHandshakeError, accept
@@ -23,36 +23,6 @@ PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>fata.tls</title></head>"
     b"<body><h1>Hello from fata.tls</h1></body></html>\n"
 )
-
-
-class StreamFlow(Flow):
-    """A ``Flow`` over an asyncio stream pair (host kernel TCP)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.local = writer.get_extra_info("sockname")[:2]
-        self.peer = writer.get_extra_info("peername")[:2]
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        return await self._reader.read(max_bytes)
-
-    async def write(self, data: bytes) -> None:
-        if self._writer.is_closing():
-            raise ConnectionError("closed")
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def close(self) -> None:
-        try:
-            if self._writer.can_write_eof():
-                self._writer.write_eof()
-        except OSError:
-            pass
-        self._writer.close()
-
-    def abort(self) -> None:
-        self._writer.transport.abort()
 
 
 WRITE_CHUNK = 1 << 18
@@ -77,7 +47,7 @@ async def serve_connection(
     files: dict[str, bytes] | None = None,
     verbose: bool = False,
 ) -> None:
-    flow = StreamFlow(reader, writer)
+    flow = SocketFlow(reader, writer)
     try:
         tls = await accept(flow, config)
         if echo:
