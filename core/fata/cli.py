@@ -46,11 +46,13 @@ def cmd_run(argv: list[str]) -> int:
 
     before, after = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(
-        prog="fata run",
+        prog="fata run", add_help=False,
         description="Run an image, or an appliance directory built on the fly. Platform options "
         "(e.g. --netif, --ipv4 for --net direct) pass through; appliance arguments follow `--`.",
     )
-    parser.add_argument("target", help="an image file or an appliance directory")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and, given a "
+                        "target, its runtime and platform options")
+    parser.add_argument("target", nargs="?", help="an image file or an appliance directory")
     parser.add_argument("--net", choices=["socket", "direct"], help="network stack (directories; "
                         "for an image it must match the one it was built with)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=VALUE",
@@ -58,6 +60,15 @@ def cmd_run(argv: list[str]) -> int:
     parser.add_argument("--trust", action="append", default=[], metavar="KEY.pub",
                         help="also trust this public key")
     ns, platform_argv = parser.parse_known_args(before)
+    if ns.help:
+        print(parser.format_help())
+        if ns.target is None:
+            return 0
+        print("The image's own runtime and platform options:\n")
+        sys.stdout.flush()
+        platform_argv = ["--help"]
+    elif ns.target is None:
+        raise UsageError("fata run: which image or appliance directory? (fata run --help)")
     target = Path(ns.target)
     trust = [Path(t) for t in ns.trust]
     if target.is_dir():

@@ -77,3 +77,10 @@ def test_loop_key_decides_what_the_image_holds_and_runs(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+def test_run_help_with_target_shows_platform_options() -> None:
+    done = fata("run", "appliances/dns", "--net", "direct", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--netif NAME" in done.stdout and "--log-level" in done.stdout
+    assert "usage: fata run" in done.stdout
