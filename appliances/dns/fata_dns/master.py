@@ -10,6 +10,12 @@ other type, and any rdata with quotes or escapes, is parsed by dnspython's rdata
 which know all the presentation formats (TXT, SRV, CAA, DS, DNSKEY, generic ``\\#`` ...).
 Tests check that both paths agree with ``dns.zone.from_text`` on the same text.
 
+Start-up time is spent here, once per record, so the common line (``owner [ttl] [class]
+type rdata`` with no parentheses, quotes or escapes, of one of those types) has a fast
+path: one ``split()``, names built from a cache of their suffixes, the record a tuple.
+Any line it does not take as it stands goes through the general path, which is the
+reference: the tests compare the two on generated zones.
+
 Every error is a :class:`~fata_dns.errors.ZoneError` naming the file and line.
 """
 
@@ -17,17 +23,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from fata_dns import names
 from fata_dns.errors import ZoneError
+from fata_dns.names import MAX_LABEL
 from fata_dns.records import AAAA, CNAME, DNAME, MX, NS, PTR, SOA, A, soa_minimum
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 MAX_INCLUDE_DEPTH = 8
 _CLASSES = {"IN", "CH", "HS", "CS", "NONE", "ANY"}
-_SPECIAL = frozenset('"\\()')
 _META_TYPES = frozenset({41, 249, 250, 251, 252, 253, 254, 255})
 # The common mnemonics, so that a zone of plain records loads without importing dnspython
 # (its import alone costs a good part of the start-up budget); the rest ask dnspython.
@@ -41,16 +46,12 @@ _type_cache.update({"AAAA": 28, "SRV": 33, "NAPTR": 35, "DNAME": 39, "DS": 43, "
                     "CAA": 257})
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One resource record as read: owner is lowercase wire, rdata uncompressed wire."""
+Record = tuple[bytes, int, int, bytes, str, int]
+"""One resource record as read: (owner, type, TTL, rdata, file, line).
 
-    owner: bytes
-    rtype: int
-    ttl: int
-    rdata: bytes
-    file: str
-    line: int
+The owner is lowercase wire, the rdata uncompressed wire.  A plain tuple, not a class: a
+large zone makes one per record, and start-up time is spent per record.
+"""
 
 
 def _rtype(token: str) -> int | None:
@@ -109,45 +110,6 @@ def _scan(line: str, depth: int) -> tuple[str, int]:
     return "".join(out), depth
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str, bool]]:
-    """Yield (first line number, content, has special characters) per logical line."""
-    lines = text.split("\n")
-    i = 0
-    total = len(lines)
-    while i < total:
-        raw = lines[i]
-        lineno = i + 1
-        i += 1
-        raw = raw.removesuffix("\r")
-        if _SPECIAL.isdisjoint(raw):
-            content = raw.split(";", 1)[0]
-            if content.strip():
-                yield lineno, content, False
-            continue
-        try:
-            content, depth = _scan(raw, 0)
-            parts = [content]
-            while depth > 0:
-                if i >= total:
-                    raise ValueError("'(' without ')' before the end of the file")
-                more = lines[i]
-                i += 1
-                more = more.removesuffix("\r")
-                content, depth = _scan(more, depth)
-                parts.append(content)
-        except ValueError as exc:
-            raise _LineError(lineno, str(exc)) from None
-        content = " ".join(parts)
-        if content.strip():
-            yield lineno, content, True
-
-
-class _LineError(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 def _parse_ttl(token: str) -> int:
     if token.isdigit():
         value = int(token)
@@ -165,91 +127,241 @@ def _parse_ttl(token: str) -> int:
 
 
 class _Reader:
-    def __init__(self, read_text: Callable[[str], str]) -> None:
+    def __init__(self, read_text: Callable[[str], str], fast: bool = True) -> None:
         self.read_text = read_text
+        self.fast = fast
         self.records: list[Record] = []
         self.first_origin: bytes | None = None
         # $TTL and the last explicit TTL carry into $INCLUDEd files, as in BIND and dnspython.
         self.default_ttl: int | None = None
         self.last_ttl: int | None = None
+        # Per origin: the text after a name's first dot to its wire form; see _name.
+        self._suffixes: dict[bytes | None, dict[str, bytes]] = {}
+        self._ttls: dict[str, int] = {}  # TTL text to value: int() is slow, TTLs repeat
 
     def read(self, path: str, text: str, origin: bytes | None, depth: int) -> None:
+        """Read one file's records into ``self.records``.
+
+        A physical line with no parentheses, quotes or escapes, holding a record of a
+        common type, takes the fast path (:meth:`_plain`): one ``split()`` and the rdata
+        converted in place.  Everything else, and any line the fast path does not accept
+        as it stands (directives, errors, other types), goes to :meth:`_general`, which
+        reads the full syntax and reports faults, so both paths give the same records.
+        """
+        lines = text.split("\n")
+        total = len(lines)
+        # Most files have no special character at all; then no line needs the check.
+        plain_file = not ('"' in text or "\\" in text or "(" in text or ")" in text)
+        fast = self.fast
         last_owner: bytes | None = None
-        records = self.records
-        for lineno, content, special in _logical_lines_located(path, text):
-            try:
-                if content[0] in " \t":
-                    if last_owner is None:
-                        raise ValueError("record with no owner name and no previous owner")
-                    owner = last_owner
-                    rest = content.strip()
-                else:
-                    head, rest = _split1(content)
-                    if head[0] == "$":
-                        directive = head.upper()
-                        args = rest.split()
-                        if directive == "$ORIGIN":
-                            if len(args) != 1:
-                                raise ValueError("$ORIGIN takes one name")
-                            origin = names.from_text(args[0], origin)
-                            if self.first_origin is None:
-                                self.first_origin = origin
-                        elif directive == "$TTL":
-                            if len(args) != 1:
-                                raise ValueError("$TTL takes one value")
-                            self.default_ttl = _parse_ttl(args[0])
-                        elif directive == "$INCLUDE":
-                            if not 1 <= len(args) <= 2:
-                                raise ValueError("$INCLUDE takes a file and an optional origin")
-                            self._include(path, args, origin, depth)
-                        else:
-                            raise ValueError(f"unsupported directive {head}")
+        suffixes = self._suffixes.setdefault(origin, {})
+        i = 0
+        while i < total:
+            raw = lines[i]
+            lineno = i = i + 1
+            if plain_file or not ('"' in raw or "\\" in raw or "(" in raw or ")" in raw):
+                # A "\r" left at the end (CRLF text) is whitespace to split() and strip().
+                if ";" in raw:
+                    raw = raw.split(";", 1)[0]
+                fields = raw.split()
+                if not fields:
+                    continue
+                if fast:
+                    owner = self._plain(raw, fields, origin, last_owner, suffixes, path, lineno)
+                    if owner is not None:
+                        last_owner = owner
                         continue
-                    owner = names.from_text(head, origin).lower()
-                    last_owner = owner
-                ttl: int | None = None
-                while True:
-                    token, after = _split1(rest)
-                    if not token:
-                        raise ValueError("record without a type")
-                    if token[0].isdigit():
-                        if ttl is not None:
-                            raise ValueError("two TTLs in one record")
-                        ttl = _parse_ttl(token)
-                    elif token.upper() in _CLASSES:
-                        if token.upper() != "IN":
-                            raise ValueError(f"class {token} not served (only IN)")
-                    else:
-                        break
-                    rest = after
-                rtype = _rtype(token)
-                if rtype is None:
-                    raise ValueError(f"unknown record type {token!r}")
-                if rtype in _META_TYPES:
-                    raise ValueError(f"{token} is a meta-type, not data")
-                rdtext = after.strip()
-                if not rdtext:
-                    raise ValueError(f"{token} record without data")
-                if not special and rtype in _FAST:
-                    rdata = _FAST[rtype](rdtext, origin)
-                else:
-                    rdata = _slow_rdata(rtype, rdtext, origin)
-                if ttl is None:
-                    if self.default_ttl is not None:
-                        ttl = self.default_ttl
-                    elif self.last_ttl is not None:
-                        ttl = self.last_ttl
-                    elif rtype == SOA:
-                        ttl = soa_minimum(rdata)
-                    else:
-                        raise ValueError("no TTL given and no $TTL in effect")
-                else:
-                    self.last_ttl = ttl
-                records.append(Record(owner, rtype, ttl, rdata, path, lineno))
+                content, special = raw, False
+            else:
+                try:
+                    content, depth_after = _scan(raw.removesuffix("\r"), 0)
+                    parts = [content]
+                    while depth_after > 0:
+                        if i >= total:
+                            raise ValueError("'(' without ')' before the end of the file")
+                        content, depth_after = _scan(lines[i].removesuffix("\r"), depth_after)
+                        i += 1
+                        parts.append(content)
+                except ValueError as exc:
+                    raise ZoneError(str(exc), path, lineno) from None
+                content = " ".join(parts)
+                if not content.strip():
+                    continue
+                special = True
+            try:
+                new_origin, last_owner = self._general(path, lineno, content, special, origin,
+                                                       last_owner, depth)
             except ZoneError:
                 raise
             except (ValueError, names.BadName) as exc:
                 raise ZoneError(str(exc) or type(exc).__name__, path, lineno) from None
+            if new_origin is not origin:
+                origin = new_origin
+                suffixes = self._suffixes.setdefault(origin, {})
+
+    def _plain(self, raw: str, fields: list[str], origin: bytes | None,
+               last_owner: bytes | None, suffixes: dict[str, bytes], path: str,
+               lineno: int) -> bytes | None:
+        """The fast path: append the record of a plain line and return its owner, or
+        return None (nothing appended) when the line needs :meth:`_general`."""
+        try:
+            if raw[0] in " \t":
+                if last_owner is None:
+                    return None
+                owner = last_owner
+                k = 0
+            else:
+                head = fields[0]
+                if head[0] == "$":
+                    return None
+                owner = _name(head, origin, suffixes).lower()
+                k = 1
+            ttl: int | None = None
+            token = fields[k]
+            rtype = _type_cache.get(token)
+            if rtype is None:  # a TTL or the class first, or both in either order
+                # (no mnemonic in the cache is a class or starts with a digit)
+                ttls = self._ttls
+                ttl = ttls.get(token)
+                if ttl is None and token.isdigit():
+                    ttl = ttls[token] = int(token)
+                if ttl is not None:
+                    k += 1
+                    token = fields[k]
+                    if token == "IN" or token.upper() == "IN":
+                        k += 1
+                        token = fields[k]
+                elif token == "IN" or token.upper() == "IN":
+                    k += 1
+                    token = fields[k]
+                    ttl = ttls.get(token)
+                    if ttl is None and token.isdigit():
+                        ttl = ttls[token] = int(token)
+                    if ttl is not None:
+                        k += 1
+                        token = fields[k]
+                if ttl is not None and ttl > MAX_TTL:
+                    return None
+                rtype = _type_cache.get(token)
+                if rtype is None:
+                    return None
+            k += 1
+            n = len(fields) - k
+            if rtype == A:
+                if n != 1:
+                    return None
+                rdata = _inet_pton(_AF_INET, fields[k])
+            elif rtype == AAAA:
+                if n != 1:
+                    return None
+                rdata = _inet_pton(_AF_INET6, fields[k])
+            elif rtype in _NAME_TYPES:
+                if n != 1:
+                    return None
+                rdata = _name(fields[k], origin, suffixes)
+            elif rtype == MX:
+                pref = fields[k]
+                if n != 2 or not pref.isdigit() or int(pref) > 65535:
+                    return None
+                rdata = int(pref).to_bytes(2, "big") + _name(fields[k + 1], origin, suffixes)
+            elif rtype == SOA:
+                numbers = fields[k + 2 :]
+                if n != 7 or not all(p.isdigit() and int(p) < 2**32 for p in numbers):
+                    return None
+                rdata = (_name(fields[k], origin, suffixes)
+                         + _name(fields[k + 1], origin, suffixes)
+                         + b"".join(int(p).to_bytes(4, "big") for p in numbers))
+            else:
+                return None
+        except (ValueError, IndexError, OSError):  # names.BadName is a ValueError
+            return None  # the general path reports it, with its own message
+        if ttl is None:
+            if self.default_ttl is not None:
+                ttl = self.default_ttl
+            elif self.last_ttl is not None:
+                ttl = self.last_ttl
+            elif rtype == SOA:
+                ttl = soa_minimum(rdata)
+            else:
+                return None
+        else:
+            self.last_ttl = ttl
+        self.records.append((owner, rtype, ttl, rdata, path, lineno))
+        return owner
+
+    def _general(self, path: str, lineno: int, content: str, special: bool,
+                 origin: bytes | None, last_owner: bytes | None,
+                 depth: int) -> tuple[bytes | None, bytes | None]:
+        """One logical line in the full syntax; returns the (origin, last owner) after it."""
+        if content[0] in " \t":
+            if last_owner is None:
+                raise ValueError("record with no owner name and no previous owner")
+            owner = last_owner
+            rest = content.strip()
+        else:
+            head, rest = _split1(content)
+            if head[0] == "$":
+                directive = head.upper()
+                args = rest.split()
+                if directive == "$ORIGIN":
+                    if len(args) != 1:
+                        raise ValueError("$ORIGIN takes one name")
+                    origin = names.from_text(args[0], origin)
+                    if self.first_origin is None:
+                        self.first_origin = origin
+                elif directive == "$TTL":
+                    if len(args) != 1:
+                        raise ValueError("$TTL takes one value")
+                    self.default_ttl = _parse_ttl(args[0])
+                elif directive == "$INCLUDE":
+                    if not 1 <= len(args) <= 2:
+                        raise ValueError("$INCLUDE takes a file and an optional origin")
+                    self._include(path, args, origin, depth)
+                else:
+                    raise ValueError(f"unsupported directive {head}")
+                return origin, last_owner
+            owner = names.from_text(head, origin).lower()
+            last_owner = owner
+        ttl: int | None = None
+        while True:
+            token, after = _split1(rest)
+            if not token:
+                raise ValueError("record without a type")
+            if token[0].isdigit():
+                if ttl is not None:
+                    raise ValueError("two TTLs in one record")
+                ttl = _parse_ttl(token)
+            elif token.upper() in _CLASSES:
+                if token.upper() != "IN":
+                    raise ValueError(f"class {token} not served (only IN)")
+            else:
+                break
+            rest = after
+        rtype = _rtype(token)
+        if rtype is None:
+            raise ValueError(f"unknown record type {token!r}")
+        if rtype in _META_TYPES:
+            raise ValueError(f"{token} is a meta-type, not data")
+        rdtext = after.strip()
+        if not rdtext:
+            raise ValueError(f"{token} record without data")
+        if not special and rtype in _FAST:
+            rdata = _FAST[rtype](rdtext, origin)
+        else:
+            rdata = _slow_rdata(rtype, rdtext, origin)
+        if ttl is None:
+            if self.default_ttl is not None:
+                ttl = self.default_ttl
+            elif self.last_ttl is not None:
+                ttl = self.last_ttl
+            elif rtype == SOA:
+                ttl = soa_minimum(rdata)
+            else:
+                raise ValueError("no TTL given and no $TTL in effect")
+        else:
+            self.last_ttl = ttl
+        self.records.append((owner, rtype, ttl, rdata, path, lineno))
+        return origin, last_owner
 
     def _include(self, path: str, args: list[str], origin: bytes | None, depth: int) -> None:
         if depth >= MAX_INCLUDE_DEPTH:
@@ -265,11 +377,36 @@ class _Reader:
         self.read(target, text, new_origin, depth + 1)
 
 
-def _logical_lines_located(path: str, text: str) -> Iterator[tuple[int, str, bool]]:
-    try:
-        yield from _logical_lines(text)
-    except _LineError as exc:
-        raise ZoneError(str(exc), path, exc.line) from None
+_LENGTH = [bytes((n,)) for n in range(MAX_LABEL + 1)]
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_NAME_TYPES = frozenset({NS, CNAME, PTR, DNAME})
+
+
+def _name(text: str, origin: bytes | None, suffixes: dict[str, bytes]) -> bytes:
+    """``names.from_text(text, origin)``, converting only the first label.
+
+    Names in a zone mostly share their tail (the origin, or an absolute suffix written
+    out on every line), so only the first label is converted.  A single relative label
+    goes in front of ``origin``; otherwise the text after the first dot is looked up in
+    ``suffixes`` (one dict per origin), which a full conversion fills.  A name that is
+    not plain ASCII, or whose first label is empty or too long, or that would be too
+    long, takes the full conversion, which raises the right error.
+    """
+    head, dot, tail = text.partition(".")
+    n = len(head)
+    suffix = suffixes.get(tail) if dot else origin
+    if suffix is not None and 0 < n <= MAX_LABEL and "\\" not in text and text != "@":
+        label = head.encode()
+        if len(label) == n:  # else not ASCII: IDNA, by the full conversion
+            wire = _LENGTH[n] + label + suffix
+            if len(wire) <= names.MAX_NAME:
+                return wire
+    wire = names.from_text(text, origin)
+    if dot and 0 < n <= MAX_LABEL and text.isascii() and "\\" not in text:
+        suffixes[tail] = wire[n + 1 :]
+    return wire
 
 
 def _split1(text: str) -> tuple[str, str]:
@@ -348,19 +485,22 @@ def read_zone_text(
     text: str,
     origin: bytes | None = None,
     read_text: Callable[[str], str] | None = None,
+    *,
+    fast: bool = True,
 ) -> tuple[bytes | None, list[Record]]:
     """Read a master file; return (its origin, the records in file order).
 
     ``origin`` is the origin in effect at the top of the file (None: it must come from a
     ``$ORIGIN`` line); the returned origin is that or the first ``$ORIGIN``.  ``read_text``
     reads ``$INCLUDE`` files (relative paths are relative to the including file); without
-    it ``$INCLUDE`` is an error.
+    it ``$INCLUDE`` is an error.  ``fast=False`` reads every line by the general path, which
+    the tests use to check that the fast path gives the same records.
     """
 
     def no_include(target: str) -> str:
         raise OSError("$INCLUDE is not available for this zone")
 
-    reader = _Reader(read_text or no_include)
+    reader = _Reader(read_text or no_include, fast)
     if origin is not None:
         reader.first_origin = origin
     reader.read(path, text, origin, 0)

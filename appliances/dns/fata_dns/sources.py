@@ -6,6 +6,8 @@ A catalog is built completely or not at all, so a bad zone never half-loads.
 
 from __future__ import annotations
 
+import gc
+
 from fata.devices import KV, KeyNotFound
 
 from fata_dns.errors import ZoneError
@@ -46,13 +48,25 @@ def load_kv_zone(kv: KV, key: str) -> Zone:
 
 
 def load_catalog(zone_files: list[str], kv: KV | None) -> Catalog:
-    """All zones: the ``--zone`` files, or with none given every ``*.zone`` key of ``kv``."""
-    if zone_files:
-        zones = [load_host_zone(path) for path in zone_files]
-    elif kv is not None:
-        zones = [load_kv_zone(kv, key) for key in kv.keys("") if key.endswith(".zone")]
-    else:
-        zones = []
+    """All zones: the ``--zone`` files, or with none given every ``*.zone`` key of ``kv``.
+
+    The cyclic garbage collector is paused meanwhile: loading allocates tens of thousands
+    of containers that all live on (the zone's dicts, RRsets, records), none of them in a
+    cycle, and every few hundred allocations would otherwise start a collection that scans
+    them again; that is about a tenth of the start-up time of a large zone.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if zone_files:
+            zones = [load_host_zone(path) for path in zone_files]
+        elif kv is not None:
+            zones = [load_kv_zone(kv, key) for key in kv.keys("") if key.endswith(".zone")]
+        else:
+            zones = []
+    finally:
+        if was_enabled:
+            gc.enable()
     if not zones:
         raise ZoneError("no zones to serve: give --zone FILE or bake *.zone files in data/")
     return Catalog(zones)
