@@ -16,7 +16,9 @@ appliance = Appliance(
     args=[
         arg("zone", type=str, multiple=True,
             help="zone file (master format); repeatable; default: the baked data/*.zone"),
-        arg("listen", type=str, default="127.0.0.1", help="address to answer on"),
+        arg("listen", type=str, default="",
+            help="address to answer on (default: the stack's own address, 127.0.0.1 on "
+                 "--net socket, 10.77.0.2 on --net direct)"),
         arg("port", type=int, default=53, help="UDP and TCP port"),
         arg("axfr_allow", type=str, multiple=True,
             help="address or CIDR allowed to transfer zones (AXFR/IXFR); repeatable"),

@@ -63,6 +63,9 @@ class DnsAppliance:
     async def run(self, lifecycle: Lifecycle) -> None:
         catalog = load_catalog(self.zone_files, self.data)
         self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []))
+        if not self.args.listen:  # the stack's own address: one command works on every target
+            addresses = self.stack.ipv4_addresses
+            self.args.listen = addresses[0] if addresses else "0.0.0.0"
         udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp)
         tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)
         origins = ", ".join(f"{z.origin_text} (serial {z.serial})" for z in catalog.zones.values())

@@ -70,7 +70,7 @@ def appliance_parser(baked: dict[str, Any]) -> argparse.ArgumentParser:
                 kwargs["default"] = None
             else:
                 kwargs["default"] = spec["default"]
-                if spec["default"] is not None:
+                if spec["default"] not in (None, ""):
                     kwargs["help"] = f"{spec['help']} (default {spec['default']})".strip()
         parser.add_argument(option, **kwargs)
     return parser
