@@ -1146,6 +1146,10 @@ class Connection:
         if n:
             self.sndbuf += data[:n]
             self._output(now)
+            # the adapter wakes only at ``TcpEngine.next_deadline``: a retransmission timer
+            # armed here but not put in the engine's heap would leave data written on an
+            # idle connection (a reply, a FIN) unrepaired if it were lost
+            self.engine.schedule(self)
         return n
 
     def app_close(self, now: float) -> None:
@@ -1163,6 +1167,7 @@ class Connection:
         elif state == State.CLOSE_WAIT:
             self.state = State.LAST_ACK
         self._output(now)
+        self.engine.schedule(self)
 
     def app_abort(self, now: float) -> None:
         """Send RST (in synchronized states) and forget the connection."""
