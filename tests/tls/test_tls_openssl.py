@@ -121,25 +121,22 @@ def test_s_client_resumption(pki, servers, tmp_path):
     assert "Hello from fata.tls" in out
 
 
-def test_s_client_key_update(pki, spawn):
-    port = free_port()
-    spawn(fata_server_args(pki, "p256", port, "--echo"), port)
-    assert OPENSSL
-    p = subprocess.Popen(
-        [
-            OPENSSL,
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{port}",
-            "-CAfile",
-            str(pki["ca"]),
-            "-servername",
-            "localhost",
-        ],
+def _interactive_s_client(pki, port: int, *extra: str) -> subprocess.Popen:
+    """``openssl s_client`` to the testserver, driven line by line through its stdin."""
+    return subprocess.Popen(
+        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki["ca"]),
+         "-servername", "localhost", *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def test_s_client_key_update(pki, spawn):
+    port = free_port()
+    spawn(fata_server_args(pki, "p256", port, "--echo"), port)
+    assert OPENSSL
+    p = _interactive_s_client(pki, port)
     assert p.stdin
     for line in (b"first\n", b"K\n", b"second\n", b"k\n", b"third\n"):
         time.sleep(0.5)
@@ -211,23 +208,7 @@ def test_tls12_renegotiation_refused_and_status_request_ignored(pki, spawn):
     port = free_port()
     spawn(fata_server_args(pki, "p256", port, "--echo"), port)
     assert OPENSSL
-    p = subprocess.Popen(
-        [
-            OPENSSL,
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{port}",
-            "-CAfile",
-            str(pki["ca"]),
-            "-servername",
-            "localhost",
-            "-tls1_2",
-            "-status",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    p = _interactive_s_client(pki, port, "-tls1_2", "-status")
     assert p.stdin
     for line in (b"first\n", b"R\n"):
         time.sleep(0.5)

@@ -275,17 +275,9 @@ class _Reader:
                 return None
         except (ValueError, IndexError, OSError):  # names.BadName is a ValueError
             return None  # the general path reports it, with its own message
+        ttl = self._ttl_for(ttl, rtype, rdata)
         if ttl is None:
-            if self.default_ttl is not None:
-                ttl = self.default_ttl
-            elif self.last_ttl is not None:
-                ttl = self.last_ttl
-            elif rtype == SOA:
-                ttl = soa_minimum(rdata)
-            else:
-                return None
-        else:
-            self.last_ttl = ttl
+            return None
         self.records.append((owner, rtype, ttl, rdata, path, lineno))
         return owner
 
@@ -349,19 +341,25 @@ class _Reader:
             rdata = _FAST[rtype](rdtext, origin)
         else:
             rdata = _slow_rdata(rtype, rdtext, origin)
+        ttl = self._ttl_for(ttl, rtype, rdata)
         if ttl is None:
-            if self.default_ttl is not None:
-                ttl = self.default_ttl
-            elif self.last_ttl is not None:
-                ttl = self.last_ttl
-            elif rtype == SOA:
-                ttl = soa_minimum(rdata)
-            else:
-                raise ValueError("no TTL given and no $TTL in effect")
-        else:
-            self.last_ttl = ttl
+            raise ValueError("no TTL given and no $TTL in effect")
         self.records.append((owner, rtype, ttl, rdata, path, lineno))
         return origin, last_owner
+
+    def _ttl_for(self, ttl: int | None, rtype: int, rdata: bytes) -> int | None:
+        """A record's TTL: its own (which later records without one inherit), else ``$TTL``,
+        else the previous record's, else an SOA's MINIMUM; ``None`` when nothing applies."""
+        if ttl is not None:
+            self.last_ttl = ttl
+            return ttl
+        if self.default_ttl is not None:
+            return self.default_ttl
+        if self.last_ttl is not None:
+            return self.last_ttl
+        if rtype == SOA:
+            return soa_minimum(rdata)
+        return None
 
     def _include(self, path: str, args: list[str], origin: bytes | None, depth: int) -> None:
         if depth >= MAX_INCLUDE_DEPTH:
