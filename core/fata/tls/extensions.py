@@ -122,3 +122,13 @@ def parse_record_size_limit(data: bytes) -> int:
 
 def encode_u16_list(values: list[int] | tuple[int, ...], len_bytes: int = 2) -> bytes:
     return u16_list(values, len_bytes)
+
+
+def select_alpn(preferred: list[str], offered: list[bytes]) -> str:
+    """The server's most preferred protocol the client offered (RFC 7301: the server's
+    preference wins); ``no_application_protocol`` when there is none in common."""
+    offered_set = set(offered)
+    chosen = next((p for p in preferred if p.encode() in offered_set), None)
+    if chosen is None:
+        raise TLSAlert(AlertDescription.no_application_protocol, "no common ALPN")
+    return chosen

@@ -288,12 +288,8 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
             certified, self.signature_scheme = picked
         ee = b""
         if ch.alpn is not None and cfg.alpn_protocols:
-            offered = set(ch.alpn)
-            chosen = next((p for p in cfg.alpn_protocols if p.encode() in offered), None)
-            if chosen is None:
-                raise TLSAlert(AlertDescription.no_application_protocol, "no common ALPN")
-            self.alpn = chosen
-            ee += X.ext(X.ALPN, X.encode_alpn([chosen.encode()]))
+            self.alpn = X.select_alpn(cfg.alpn_protocols, ch.alpn)
+            ee += X.ext(X.ALPN, X.encode_alpn([self.alpn.encode()]))
         if ch.record_size_limit is not None:
             self._send_limit = min(MAX_PLAINTEXT, ch.record_size_limit - 1)
             limit = cfg.record_size_limit or MAX_PLAINTEXT + 1

@@ -91,12 +91,8 @@ class TLS12ServerMixin(_Base):
         if ch.ec_point_formats is not None:
             exts += X.ext(X.EC_POINT_FORMATS, vec8(b"\x00"))
         if ch.alpn is not None and cfg.alpn_protocols:
-            offered = set(ch.alpn)
-            alpn = next((p for p in cfg.alpn_protocols if p.encode() in offered), None)
-            if alpn is None:
-                raise TLSAlert(AlertDescription.no_application_protocol, "no common ALPN")
-            self.alpn = alpn
-            exts += X.ext(X.ALPN, X.encode_alpn([alpn.encode()]))
+            self.alpn = X.select_alpn(cfg.alpn_protocols, ch.alpn)
+            exts += X.ext(X.ALPN, X.encode_alpn([self.alpn.encode()]))
         if ch.record_size_limit is not None:
             self._send_limit = min(MAX_PLAINTEXT, ch.record_size_limit)
             limit = min(MAX_PLAINTEXT, cfg.record_size_limit or MAX_PLAINTEXT)
