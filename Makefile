@@ -14,9 +14,19 @@ DNS_PORT ?= 5353
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(APPLIANCE_PROJECTS)
+$(VENV)/.installed: pyproject.toml setup.py core/fata/platform/_mmsg.c $(APPLIANCE_PROJECTS)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "fata needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	@# The one C module (batched UDP I/O) wants a compiler and Python's headers; as root,
+	@# get them. Without them the install still works, with plain recvfrom/sendto.
+	@if [ "$$(id -u)" = 0 ]; then \
+	  need=; command -v cc >/dev/null || need="gcc libc6-dev"; \
+	  $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	    || need="$$need python3-dev"; \
+	  if [ -n "$$need" ]; then echo "installing $$need for fata.platform._mmsg"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$need >/dev/null; fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(APPLIANCE_PROJECTS),-e $(dir $(p)))
