@@ -37,6 +37,7 @@ def cmd_build(ns: argparse.Namespace) -> int:
 
     path = image.build(Path(ns.appliance), _parse_keys(ns.net, ns.key),
                        Path(ns.out) if ns.out else None, Path(ns.sign) if ns.sign else None)
+    image.warm(path)
     print(path)
     return 0
 
@@ -141,7 +142,10 @@ def cmd_publish(ns: argparse.Namespace) -> int:
 def cmd_pull(ns: argparse.Namespace) -> int:
     from fata import image
 
-    print(image.pull(ns.ref, ns.index, Path(ns.out) if ns.out else None, [Path(t) for t in ns.trust]))
+    trust = [Path(t) for t in ns.trust]
+    path = image.pull(ns.ref, ns.index, Path(ns.out) if ns.out else None, trust)
+    image.warm(path, trust)
+    print(path)
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .conftest import fata_cli
 
 
@@ -54,3 +56,29 @@ def test_bad_inputs_give_one_line_and_no_traceback(tmp_path: Path, tiny_image: P
         assert result.stderr.startswith("fata: "), (args, result.stderr)
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, args
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_build_warms_the_image_so_its_first_run_is_not_a_cold_start(
+        tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fata build` verifies and extracts what it built, as the first `fata run` would; that
+    run then needs only the digest and signature checks (the DNS first-answer budget)."""
+    from fata import image
+    from fata.image import run as image_run
+
+    result = fata_cli("build", str(tiny_dir), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip().splitlines()[-1])
+
+    def no_full_verification(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the image was not warmed: full verification ran again")
+
+    monkeypatch.setattr(image_run, "verify_image", no_full_verification)
+    launch = image.prepare(path, [])
+    assert launch.root.is_dir()
+    # A changed file is never taken for the warmed one.
+    copy = tmp_path / "copy.fata"
+    data = bytearray(path.read_bytes())
+    data[-30] ^= 1
+    copy.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="not warmed"):
+        image.prepare(copy, [])

@@ -29,6 +29,7 @@ _WHERE = {
     "pull": "fata.image.pulling",
     "run_image": "fata.image.run",
     "verify": "fata.image.verification",
+    "warm": "fata.image.run",
 }
 
 __all__ = sorted(_WHERE)

@@ -209,6 +209,21 @@ def _previously_verified(image: Path, keys: list) -> tuple[dict, Path] | None:
     return manifest, root
 
 
+def warm(image: Path, trust: list[Path] | tuple[Path, ...] = ()) -> bool:
+    """Verify and extract ``image`` now, as its first run would, so that first run starts as
+    fast as every later one (``fata build`` and ``fata pull`` call this: a new image's first
+    start is otherwise ~0.2 s slower, which counts against an appliance's first answer).
+
+    Best effort: an image signed by a key not trusted here, or built for another Python, is
+    simply not warmed (``fata run`` says what is wrong when it is run); returns whether it was.
+    """
+    try:
+        prepare(image, [], trust)
+    except ImageError:
+        return False
+    return True
+
+
 def run_image(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] = ()) -> int:
     """Replace this process with the image's; returns only if it cannot start."""
     launch = prepare(image, argv, trust)
