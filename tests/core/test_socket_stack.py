@@ -117,9 +117,11 @@ def test_mmsg_batch_directly() -> None:
     assert [client.recv(10) for _ in range(4)] == [b"r1", b"r3", b"r5", b"r7"]
     with pytest.raises(ValueError, match="more replies"):
         batch.reply([None] * 9)
-    with pytest.raises(TypeError, match="bytes or None"):
+    with pytest.raises(TypeError, match="bytes-like or None, not str"):
         batch.reply(["text"])
     assert [d for d, _ in batch.recv()] == [b"q8", b"q9"]
+    assert batch.reply([bytearray(b"ba"), memoryview(b"mv")]) == 0
+    assert [client.recv(10) for _ in range(2)] == [b"ba", b"mv"]
     # A reply to a closed port comes back as ICMP; the pending error costs nothing.
     gone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     gone.bind(("127.0.0.1", 0))

@@ -186,7 +186,7 @@ fail:
 }
 
 PyDoc_STRVAR(Batch_reply_doc,
-"reply(replies: list[bytes | None]) -> int\n\n"
+"reply(replies: list[bytes-like | None]) -> int\n\n"
 "Send replies[i] to the source of the i-th datagram of the last recv(), skipping None,\n"
 "with one sendmmsg for the lot; returns how many were dropped (a full socket buffer or an\n"
 "unreachable peer drops, as UDP does).");
@@ -211,9 +211,20 @@ static PyObject *Batch_reply(Batch *self, PyObject *replies) {
         if (data == Py_None)
             continue;
         if (!PyBytes_Check(data)) {
-            Py_DECREF(held);
-            PyErr_SetString(PyExc_TypeError, "a reply must be bytes or None");
-            return NULL;
+            /* bytearray, memoryview...: copied, so nothing can resize it mid-send */
+            PyObject *copy = PyObject_CheckBuffer(data) ? PyBytes_FromObject(data) : NULL;
+            if (!copy) {
+                Py_DECREF(held);
+                if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_TypeError, "a reply must be bytes-like or None, not %.100s",
+                                 Py_TYPE(data)->tp_name);
+                }
+                return NULL;
+            }
+            PyList_SET_ITEM(held, i, copy); /* held owned the old item through its slice */
+            Py_DECREF(data);
+            data = copy;
         }
         self->out_iovs[n].iov_base = PyBytes_AS_STRING(data);
         self->out_iovs[n].iov_len = (size_t)PyBytes_GET_SIZE(data);

@@ -100,6 +100,8 @@ class SocketUdpEndpoint(UdpEndpoint):
                 except Exception as exc:
                     append(None)
                     self._handler_failed(exc)
+            if self._closed:  # a handler closed the port: its descriptor is gone
+                break
             self.send_errors += reply(replies)
             if len(batch) < MMSG_BATCH:
                 break
