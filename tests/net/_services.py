@@ -56,11 +56,19 @@ async def serve_all(stack: Stack) -> None:
 PEER_BULK = r"""
 import hashlib, random, socket, sys, time
 mode, host, size, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+port = int(sys.argv[5]) if len(sys.argv) > 5 else None
+# A stall detector, not a bound on the transfer: every socket operation (one send of at
+# most 1 MiB, one recv) may take STALL seconds; sendall() would apply it to the whole send.
+STALL = 120
+c = None
 if mode == "up":
     data = random.Random(seed).randbytes(size)
+    view = memoryview(data)
     start = time.perf_counter()
-    c = socket.create_connection((host, 9000), timeout=120)
-    c.sendall(data)
+    c = socket.create_connection((host, port or 9000), timeout=STALL)
+    sent = 0
+    while sent < size:
+        sent += c.send(view[sent:sent + (1 << 20)])
     c.shutdown(socket.SHUT_WR)
     reply = b""
     while True:
@@ -71,11 +79,11 @@ if mode == "up":
     elapsed = time.perf_counter() - start
     n, digest = reply.split()
     print(int(n) == size and digest.decode() == hashlib.sha256(data).hexdigest(),
-          size * 8 / elapsed / 1e6)
+          size * 8 / elapsed / 1e6, elapsed)
 else:
     expected = hashlib.sha256(random.Random(seed).randbytes(size)).hexdigest()
     start = time.perf_counter()
-    c = socket.create_connection((host, 9001), timeout=120)
+    c = socket.create_connection((host, port or 9001), timeout=STALL)
     c.sendall(f"{size} {seed}\n".encode())
     digest = hashlib.sha256()
     total = 0
@@ -86,7 +94,42 @@ else:
         digest.update(chunk)
         total += len(chunk)
     elapsed = time.perf_counter() - start
-    print(total == size and digest.hexdigest() == expected, size * 8 / elapsed / 1e6)
+    print(total == size and digest.hexdigest() == expected, size * 8 / elapsed / 1e6, elapsed)
+"""
+
+LINUX_BULK_SERVER = r"""
+# Linux's own stack playing the appliance's part: sink on 9000, source on 9001, the same
+# protocol as ``sink``/``source`` above, so PEER_BULK measures Linux <-> Linux.
+import hashlib, random, socket, sys, threading
+def sink(c):
+    digest, n = hashlib.sha256(), 0
+    while True:
+        k = c.recv(1 << 20)
+        if not k:
+            break
+        digest.update(k)
+        n += len(k)
+    c.sendall(f"{n} {digest.hexdigest()}\n".encode())
+    c.close()
+def source(c):
+    line = b""
+    while not line.endswith(b"\n"):
+        line += c.recv(100)
+    size, seed = (int(x) for x in line.split())
+    view = memoryview(random.Random(seed).randbytes(size))
+    sent = 0
+    while sent < size:
+        sent += c.send(view[sent:sent + (1 << 20)])
+    c.close()
+def serve(port, handler):
+    s = socket.create_server((sys.argv[1], port), reuse_port=True)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=handler, args=(c,), daemon=True).start()
+for port, handler in ((9000, sink), (9001, source)):
+    threading.Thread(target=serve, args=(port, handler), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
 """
 
 PEER_CONCURRENT = r"""

@@ -95,8 +95,8 @@ def test_bulk_50mb_each_way(lab: Lab) -> None:
             await serve_all(stack)
             up = await lab.python(PEER_BULK, "up", lab.app_ip, str(BULK), "1", timeout=120)
             down = await lab.python(PEER_BULK, "down", lab.app_ip, str(BULK), "2", timeout=120)
-            ok_up, mbit_up = up.split()
-            ok_down, mbit_down = down.split()
+            ok_up, mbit_up, _ = up.split()
+            ok_down, mbit_down, _ = down.split()
             print(f"50 MB up {float(mbit_up):.0f} Mbit/s, down {float(mbit_down):.0f} Mbit/s")
             assert ok_up == "True" and ok_down == "True", (up, down)
             assert stack.stats().get("internal_errors", 0) == 0

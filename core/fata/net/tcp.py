@@ -3,14 +3,20 @@
 What is implemented, and where:
 
 - the full state machine, simultaneous open and close, TIME_WAIT (``Connection.input``);
-- MSS, window scaling, timestamps with PAWS (RFC 7323), SACK (RFC 2018) both ways;
-- RTO per RFC 6298 with Karn's rule and exponential backoff (``_on_rto``);
+- MSS, window scaling, timestamps with PAWS (RFC 7323), SACK (RFC 2018) both ways, and
+  D-SACK (RFC 2883) on receive, so that a sender like Linux's learns of its spurious
+  retransmissions;
+- RTO per RFC 6298 with Karn's rule and exponential backoff (``_on_rto``); while Karn's
+  rule leaves no timed segment (heavy loss), RTT samples come from timestamp echoes
+  (RFC 7323 §4); retransmitting the head restarts the RTO, as in Linux;
 - slow start with an initial window of 10 segments (RFC 6928), congestion avoidance,
   fast retransmit and NewReno recovery (RFC 6582: stay in recovery until ``recover``,
   retransmit on partial ACKs), with SACK holes retransmitted first and the amount sent
   during recovery paced by Proportional Rate Reduction (RFC 6937);
 - loss detection beyond the RFCs' minimum, as Linux does: tail loss probes (RFC 8985
-  §7), re-retransmission of holes still missing an RTT after their retransmission, and
+  §7), a reordering timer that declares a stuck head lost when later data was SACKed
+  (RFC 8985 §6.3), re-retransmission of holes still missing an RTT after their
+  retransmission (so a lost retransmission is repaired without an RTO), and
   undo of recoveries that timestamps prove spurious (Eifel detection, RFC 3522) with a
   duplicate-ACK threshold that grows with the reordering seen;
 - delayed ACKs (every second full segment or ``delayed_ack`` seconds), Nagle (switchable;
@@ -153,6 +159,7 @@ class Connection:
         self.ooo: list[list] = []         # [start, end, bytearray], sorted, disjoint
         self.ooo_fin: int | None = None
         self.last_sack_start: int | None = None
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report (RFC 2883)
         self.rcv_wscale = 0
         self.peer_fin = False
         self.rcv_mss = cfg.mss
@@ -187,12 +194,14 @@ class Connection:
         self.prior_ssthresh = 0
         self.tlp_deadline: float | None = None
         self.tlp_fired = False
+        self.probe_rearms = 0             # RTO restarts by head retransmissions since an ACK
         # RTT and timers
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.rto = cfg.rto_initial
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
+        self.ts_sample_after = 0.0        # next RTT sample from a timestamp echo, not before
         self.retries = 0
         self.rto_deadline: float | None = None
         self.delack_deadline: float | None = None
@@ -249,11 +258,12 @@ class Connection:
         elif self.ts_ok:
             seg.tsval = (int(now * 1000) + self.ts_offset) & MASK
             seg.tsecr = self.ts_recent
-        if self.sack_ok and self.ooo and flags & ACK and not flags & SYN:
+        if self.sack_ok and (self.ooo or self.dsack) and flags & ACK and not flags & SYN:
             # SACK blocks share the MSS with data: a full segment carries fewer (or none)
             room = (self.snd_mss - len(payload) - 4) // 8 if payload else 4
             if room > 0:
                 seg.sack = self._sack_blocks()[:room]
+            self.dsack = None
         if flags & ACK:
             self.last_ack_sent = self.rcv_nxt
             self.unacked_bytes = 0
@@ -262,9 +272,21 @@ class Connection:
         return seg
 
     def _sack_blocks(self) -> list[tuple[int, int]]:
+        """The most recently changed block first (RFC 2018 §4), after a D-SACK block if a
+        duplicate just arrived (RFC 2883): the peer's sender uses D-SACKs to learn that its
+        retransmissions were spurious and to widen its reordering window (Linux does)."""
         limit = 3 if self.ts_ok else 4
+        out = []
+        if self.dsack is not None:
+            out.append((self.dsack[0] & MASK, self.dsack[1] & MASK))
+            limit -= 1
         blocks = sorted(self.ooo, key=lambda b: b[0] != self.last_sack_start)[:limit]
-        return [(b[0] & MASK, b[1] & MASK) for b in blocks]
+        return out + [(b[0] & MASK, b[1] & MASK) for b in blocks]
+
+    def _note_duplicate(self, start: int, end: int) -> None:
+        """Report [start, end) in the next ACK's first SACK block (a D-SACK, RFC 2883)."""
+        if self.sack_ok:
+            self.dsack = (start, end)
 
     def _ack_now(self, now: float) -> None:
         self._emit(self.snd_nxt, ACK, now=now)
@@ -469,6 +491,8 @@ class Connection:
                     self._emit(self.iss, SYN | ACK, now=now, syn_options=True)
                     return
                 self._count("out_of_window")
+                if plen and seq < rcv_nxt:  # a duplicate of data we hold
+                    self._note_duplicate(seq, min(seq + plen, rcv_nxt))
                 self._ack_now(now)
             return
 
@@ -550,7 +574,7 @@ class Connection:
         window = seg.window << self.snd_wscale
         if acked > 0:
             self._count("acks_new")
-            self._on_new_ack(ack, acked, now)
+            self._on_new_ack(ack, acked, now, seg.tsecr if seg.tsval is not None else None)
             if self.state == State.CLOSED:
                 return
         elif (ack == self.snd_una and self.snd_una < self.snd_max and plen == 0
@@ -611,7 +635,12 @@ class Connection:
             self.sacked = out
         self.sacked_bytes = sum(b[1] - b[0] for b in self.sacked)
 
-    def _on_new_ack(self, ack: int, acked: int, now: float) -> None:
+    def _ts_rtt(self, tsecr: int, now: float) -> float | None:
+        """The RTT a timestamp echo measures (RFC 7323 §4), or None if implausible."""
+        rtt = ((int(now * 1000) + self.ts_offset - tsecr) & MASK) / 1000
+        return rtt if rtt < self.cfg.rto_max else None
+
+    def _on_new_ack(self, ack: int, acked: int, now: float, tsecr: int | None = None) -> None:
         mss = self.snd_mss
         data_end = self.snd_buf_seq + len(self.sndbuf)
         n = min(ack, data_end) - self.snd_buf_seq
@@ -630,12 +659,25 @@ class Connection:
         if self.rtt_seq is not None and ack > self.rtt_seq:
             self._rtt_sample(now - self.rtt_time)
             self.rtt_seq = None
+        elif tsecr is not None and self.ts_ok and self.srtt is not None and self.rtt_seq is None and \
+                now >= self.ts_sample_after and (rtt := self._ts_rtt(tsecr, now)) is not None:
+            # Karn's rule leaves no timed segment while retransmissions are in flight, which
+            # under heavy loss is most of the time; an ACK that advances snd_una still
+            # measures the RTT through its timestamp echo (RFC 7323 §4.1, §4.2: the echo is
+            # of the segment that filled the hole, original or retransmission).  One sample
+            # per RTT keeps RFC 6298's gains meaning what they mean (RFC 7323 appendix G).
+            # The timestamp clock ticks in milliseconds: such samples count as at least 1 ms,
+            # which only matters on sub-millisecond paths, where rto_min dominates anyway.
+            self._rtt_sample(max(rtt, 0.001))
+            self._count("rtt_ts_samples")
+            self.ts_sample_after = now + self.srtt
         elif self.srtt is not None:
             self.rto = min(self.cfg.rto_max, max(self.cfg.rto_min,
                                                  self.srtt + max(0.001, 4 * self.rttvar)))
         self.retries = 0
         self.dupacks = 0
         self.tlp_fired = False
+        self.probe_rearms = 0
         if self.in_recovery:
             if ack >= self.recover:
                 self.in_recovery = False
@@ -747,6 +789,8 @@ class Connection:
         end = seq + len(payload)
         fin_seq = end if fin else None
         if seq < rcv_nxt:
+            if end > seq:
+                self._note_duplicate(seq, min(end, rcv_nxt))
             payload = payload[rcv_nxt - seq:]
             seq = rcv_nxt
         wnd_end = self.rcv_adv
@@ -767,7 +811,7 @@ class Connection:
                         self.rcvbuf += data[self.rcv_nxt - a:]
                         self.rcv_nxt = b
                 self._touch()
-                if had_gap:
+                if had_gap or self.dsack is not None:
                     self._ack_now(now)
                 else:
                     self.unacked_bytes += len(payload)
@@ -777,6 +821,10 @@ class Connection:
                     elif self.delack_deadline is None:
                         self.delack_deadline = now + self.cfg.delayed_ack
             else:
+                for a, b, _ in self.ooo:
+                    if a <= seq and end <= b:  # all of it is held already
+                        self._note_duplicate(seq, end)
+                        break
                 self._ooo_insert(seq, end, payload)
                 self._count("out_of_order")
                 self._ack_now(now)
@@ -849,6 +897,12 @@ class Connection:
                 if hole is None:
                     break
                 start, n = hole
+                if start == self.snd_una and self.probe_rearms < 4:
+                    # the head goes again: restart the RTO for it, as Linux does, so that
+                    # its repair gets a full RTO before a go-back-N timeout (bounded, so a
+                    # dead peer still times out)
+                    self.probe_rearms += 1
+                    self.rto_deadline = now + self.rto
                 if start >= data_end:  # only the FIN is missing
                     self._emit(data_end, ACK | FIN, now=now)
                     n = 1
@@ -960,7 +1014,7 @@ class Connection:
     def _recovery_probe(self, now: float) -> None:
         self._count("recovery_probes")
         assert self.srtt is not None
-        if now - self.rexmit_round > 1.25 * self.srtt:
+        if now - self.rexmit_round > self.srtt:  # (the probe itself waits 1.25 SRTT)
             self.rexmit_next = self.snd_una
             self.rexmit_head = True
             self.rexmit_round = now
@@ -1023,6 +1077,12 @@ class Connection:
             self.tlp_deadline = None
             if self.in_recovery and self.srtt is not None:
                 self._recovery_probe(now)
+            elif self.snd_una < self.snd_max and self.sacked and self.snd_nxt == self.snd_max:
+                # RACK's reordering timer (RFC 8985 §6.3): the head is two RTTs old while
+                # later data was SACKed, so it is lost whatever the duplicate-ACK count says
+                self._count("rack_timeouts")
+                self._enter_recovery(now)
+                self._output(now)
             elif self.snd_una < self.snd_max:
                 self._tail_loss_probe(now)
         if self.rto_deadline is not None and now >= self.rto_deadline:
