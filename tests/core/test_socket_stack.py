@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import time
@@ -134,8 +135,46 @@ def test_mmsg_batch_directly() -> None:
     assert [d for d, _ in seen] == [b"after"]
     with pytest.raises(ValueError, match="batch must be"):
         Batch(server.fileno(), 0)
+    # Once closed, the descriptor is never used again (it may be someone else's by then).
+    client.sendto(b"late", server.getsockname())
+    time.sleep(0.05)
+    batch.close()
+    assert batch.reply([]) == 0
+    with pytest.raises(ValueError, match="closed"):
+        batch.recv()
     server.close()
     client.close()
+
+
+@pytest.mark.parametrize("batched", IO_PATHS)
+def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
+    async def main() -> None:
+        stack = _stack(batched)
+        box: list = []
+
+        def handler(data: bytes, peer: tuple[str, int]) -> bytes | None:
+            if data == b"stop":
+                box[0].close()
+            return data
+
+        endpoint = await stack.udp_listen("127.0.0.1", 0, handler)
+        box.append(endpoint)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setblocking(False)
+        for payload in (b"a", b"stop", b"b"):
+            client.sendto(payload, endpoint.local)
+        await asyncio.sleep(0.1)
+        assert endpoint.handler_errors == 0
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(client.recv(100))
+        # the plain path answers as it goes; the batched one sends nothing once closed
+        assert got == ([] if batched else [b"a"])
+        client.close()
+        await stack.close()
+
+    run(main())
 
 
 def test_mmsg_over_ipv6() -> None:

@@ -42,6 +42,7 @@ typedef struct {
     struct sockaddr_storage *addrs;
     struct mmsghdr *out;
     struct iovec *out_iovs;
+    PyObject **held; /* the replies being sent, kept alive while the GIL is released */
     PeerSlot *peers;
 } Batch;
 
@@ -50,6 +51,7 @@ static void Batch_dealloc(Batch *self) {
         for (unsigned int i = 0; i < PEER_SLOTS; i++)
             Py_XDECREF(self->peers[i].peer);
     PyMem_Free(self->peers);
+    PyMem_Free(self->held);
     PyMem_Free(self->out);
     PyMem_Free(self->out_iovs);
     PyMem_Free(self->buffers);
@@ -66,6 +68,10 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t bufsize = 65535;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|In", kwlist, &fd, &batch, &bufsize))
         return -1;
+    if (self->buffers) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch is already initialised");
+        return -1;
+    }
     if (batch < 1 || batch > 1024 || bufsize < 1 || bufsize > 65535) {
         PyErr_SetString(PyExc_ValueError, "batch must be 1..1024 and bufsize 1..65535");
         return -1;
@@ -80,8 +86,9 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
     self->out = PyMem_Calloc(batch, sizeof(struct mmsghdr));
     self->out_iovs = PyMem_Calloc(batch, sizeof(struct iovec));
     self->peers = PyMem_Calloc(PEER_SLOTS, sizeof(PeerSlot));
+    self->held = PyMem_Calloc(batch, sizeof(PyObject *));
     if (!self->buffers || !self->msgs || !self->iovs || !self->addrs || !self->out
-        || !self->out_iovs || !self->peers) {
+        || !self->out_iovs || !self->peers || !self->held) {
         PyErr_NoMemory();
         return -1;
     }
@@ -134,8 +141,13 @@ PyDoc_STRVAR(Batch_recv_doc,
 "Up to `batch` (datagram, source address) pairs waiting on the socket, without blocking:\n"
 "an empty list when none is waiting.");
 
-static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored)) {
+/* recvmmsg into the buffers: the count, 0 when nothing is waiting, -1 with an exception. */
+static int receive(Batch *self) {
     self->received = 0;
+    if (self->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the socket was closed");
+        return -1;
+    }
     for (unsigned int i = 0; i < self->batch; i++) {
         self->iovs[i].iov_base = self->buffers + (size_t)i * self->bufsize;
         self->iovs[i].iov_len = self->bufsize;
@@ -156,9 +168,68 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored)) {
         /* Nothing waiting, or an ICMP error surfaced on the socket: not ours to act on. */
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNREFUSED
             || errno == EHOSTUNREACH || errno == ENETUNREACH)
-            return PyList_New(0);
-        return PyErr_SetFromErrno(PyExc_OSError);
+            return 0;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
     }
+    return got;
+}
+
+/* sendmmsg the first n prepared messages of self->out; returns how many were dropped. */
+static Py_ssize_t send_out(Batch *self, unsigned int n) {
+    Py_ssize_t dropped = 0;
+    unsigned int sent = 0;
+    if (self->fd < 0)
+        return n;
+    while (sent < n) {
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        do {
+            r = sendmmsg(self->fd, self->out + sent, n - sent, MSG_DONTWAIT);
+        } while (r < 0 && errno == EINTR);
+        Py_END_ALLOW_THREADS
+        if (r <= 0) { /* the first unsent message failed: drop it and go on */
+            dropped++;
+            sent++;
+        } else {
+            sent += (unsigned int)r;
+        }
+    }
+    return dropped;
+}
+
+/* Point out[n] at data, addressed to the source of received datagram i. */
+static void prepare_out(Batch *self, unsigned int n, unsigned int i, PyObject *data) {
+    self->out_iovs[n].iov_base = PyBytes_AS_STRING(data);
+    self->out_iovs[n].iov_len = (size_t)PyBytes_GET_SIZE(data);
+    struct msghdr *h = &self->out[n].msg_hdr;
+    memset(h, 0, sizeof *h);
+    h->msg_iov = &self->out_iovs[n];
+    h->msg_iovlen = 1;
+    h->msg_name = &self->addrs[i];
+    h->msg_namelen = self->msgs[i].msg_hdr.msg_namelen;
+}
+
+/* data as bytes (a new reference): bytes-like objects are copied, so nothing can resize them
+ * mid-send; anything else is a TypeError. */
+static PyObject *as_bytes(PyObject *data) {
+    if (PyBytes_Check(data)) {
+        Py_INCREF(data);
+        return data;
+    }
+    PyObject *copy = PyObject_CheckBuffer(data) ? PyBytes_FromObject(data) : NULL;
+    if (!copy && (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError))) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "a reply must be bytes-like or None, not %.100s",
+                     Py_TYPE(data)->tp_name);
+    }
+    return copy;
+}
+
+static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored)) {
+    int got = receive(self);
+    if (got < 0)
+        return NULL;
     PyObject *out = PyList_New(got);
     if (!out)
         return NULL;
@@ -201,64 +272,43 @@ static PyObject *Batch_reply(Batch *self, PyObject *replies) {
         PyErr_SetString(PyExc_ValueError, "more replies than datagrams received");
         return NULL;
     }
-    /* Keep the replies alive while the GIL is released, whatever the caller does. */
-    PyObject *held = PyList_GetSlice(replies, 0, total);
-    if (!held)
-        return NULL;
+    /* Our own references keep the replies alive while the GIL is released. */
     unsigned int n = 0;
     for (Py_ssize_t i = 0; i < total; i++) {
-        PyObject *data = PyList_GET_ITEM(held, i);
-        if (data == Py_None)
+        PyObject *item = PyList_GET_ITEM(replies, i);
+        if (item == Py_None)
             continue;
-        if (!PyBytes_Check(data)) {
-            /* bytearray, memoryview...: copied, so nothing can resize it mid-send */
-            PyObject *copy = PyObject_CheckBuffer(data) ? PyBytes_FromObject(data) : NULL;
-            if (!copy) {
-                Py_DECREF(held);
-                if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
-                    PyErr_Clear();
-                    PyErr_Format(PyExc_TypeError, "a reply must be bytes-like or None, not %.100s",
-                                 Py_TYPE(data)->tp_name);
-                }
-                return NULL;
-            }
-            PyList_SET_ITEM(held, i, copy); /* held owned the old item through its slice */
-            Py_DECREF(data);
-            data = copy;
+        PyObject *data = as_bytes(item);
+        if (!data) {
+            for (unsigned int k = 0; k < n; k++)
+                Py_DECREF(self->held[k]);
+            return NULL;
         }
-        self->out_iovs[n].iov_base = PyBytes_AS_STRING(data);
-        self->out_iovs[n].iov_len = (size_t)PyBytes_GET_SIZE(data);
-        struct msghdr *h = &self->out[n].msg_hdr;
-        memset(h, 0, sizeof *h);
-        h->msg_iov = &self->out_iovs[n];
-        h->msg_iovlen = 1;
-        h->msg_name = &self->addrs[i];
-        h->msg_namelen = self->msgs[i].msg_hdr.msg_namelen;
+        self->held[n] = data;
+        prepare_out(self, n, (unsigned int)i, data);
         n++;
     }
-    Py_ssize_t dropped = 0;
-    unsigned int sent = 0;
-    while (sent < n) {
-        int r;
-        Py_BEGIN_ALLOW_THREADS
-        do {
-            r = sendmmsg(self->fd, self->out + sent, n - sent, MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
-        Py_END_ALLOW_THREADS
-        if (r <= 0) { /* the first unsent message failed: drop it and go on */
-            dropped++;
-            sent++;
-        } else {
-            sent += (unsigned int)r;
-        }
-    }
-    Py_DECREF(held);
+    Py_ssize_t dropped = send_out(self, n);
+    for (unsigned int k = 0; k < n; k++)
+        Py_DECREF(self->held[k]);
     return PyLong_FromSsize_t(dropped);
+}
+
+PyDoc_STRVAR(Batch_close_doc,
+"close() -> None\n\n"
+"Forget the socket (call it before closing the socket): later calls send nothing and\n"
+"recv() raises ValueError, so a descriptor reused after a handler closed the port in\n"
+"the middle of a batch is never written to.");
+
+static PyObject *Batch_close(Batch *self, PyObject *Py_UNUSED(ignored)) {
+    self->fd = -1;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef Batch_methods[] = {
     {"recv", (PyCFunction)Batch_recv, METH_NOARGS, Batch_recv_doc},
     {"reply", (PyCFunction)Batch_reply, METH_O, Batch_reply_doc},
+    {"close", (PyCFunction)Batch_close, METH_NOARGS, Batch_close_doc},
     {NULL, NULL, 0, NULL},
 };
 
