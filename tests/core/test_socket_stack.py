@@ -135,6 +135,9 @@ def test_mmsg_batch_directly() -> None:
     assert [d for d, _ in seen] == [b"after"]
     with pytest.raises(ValueError, match="batch must be"):
         Batch(server.fileno(), 0)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        Batch.__new__(Batch).recv()
+    assert Batch.__new__(Batch).reply([]) == 0
     # Once closed, the descriptor is never used again (it may be someone else's by then).
     client.sendto(b"late", server.getsockname())
     time.sleep(0.05)

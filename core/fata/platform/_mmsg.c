@@ -144,6 +144,10 @@ PyDoc_STRVAR(Batch_recv_doc,
 /* recvmmsg into the buffers: the count, 0 when nothing is waiting, -1 with an exception. */
 static int receive(Batch *self) {
     self->received = 0;
+    if (!self->buffers) {
+        PyErr_SetString(PyExc_RuntimeError, "Batch was not initialised");
+        return -1;
+    }
     if (self->fd < 0) {
         PyErr_SetString(PyExc_ValueError, "the socket was closed");
         return -1;
