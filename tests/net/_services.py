@@ -53,8 +53,22 @@ async def serve_all(stack: Stack) -> None:
     await stack.tcp_listen("0.0.0.0", 9001, source)
 
 
+_DRAIN = r"""
+def drain(c):
+    # Read until EOF: (bytes read, their sha256).
+    digest, n = hashlib.sha256(), 0
+    while True:
+        k = c.recv(1 << 20)
+        if not k:
+            break
+        digest.update(k)
+        n += len(k)
+    return n, digest
+"""
+
 PEER_BULK = r"""
 import hashlib, random, socket, sys, time
+""" + _DRAIN + r"""
 mode, host, size, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 port = int(sys.argv[5]) if len(sys.argv) > 5 else None
 # A stall detector, not a bound on the transfer: every socket operation (one send of at
@@ -85,14 +99,7 @@ else:
     start = time.perf_counter()
     c = socket.create_connection((host, port or 9001), timeout=STALL)
     c.sendall(f"{size} {seed}\n".encode())
-    digest = hashlib.sha256()
-    total = 0
-    while True:
-        chunk = c.recv(1 << 20)
-        if not chunk:
-            break
-        digest.update(chunk)
-        total += len(chunk)
+    total, digest = drain(c)
     elapsed = time.perf_counter() - start
     print(total == size and digest.hexdigest() == expected, size * 8 / elapsed / 1e6, elapsed)
 """
@@ -101,14 +108,9 @@ LINUX_BULK_SERVER = r"""
 # Linux's own stack playing the appliance's part: sink on 9000, source on 9001, the same
 # protocol as ``sink``/``source`` above, so PEER_BULK measures Linux <-> Linux.
 import hashlib, random, socket, sys, threading
+""" + _DRAIN + r"""
 def sink(c):
-    digest, n = hashlib.sha256(), 0
-    while True:
-        k = c.recv(1 << 20)
-        if not k:
-            break
-        digest.update(k)
-        n += len(k)
+    n, digest = drain(c)
     c.sendall(f"{n} {digest.hexdigest()}\n".encode())
     c.close()
 def source(c):

@@ -174,6 +174,29 @@ def test_lossy_bulk_recovers_by_sack_not_by_timeouts() -> None:
     assert sum(timeouts) <= 20, timeouts
 
 
+def one_way(sim: Sim, client: Connection, data: bytes, until: float,
+            each_step: Callable[[Sim], None] | None = None) -> bytes:
+    """A sends ``data`` to B's listener until B has it all or the clock reaches ``until``;
+    returns what B's application read.  ``each_step`` may change the link as time goes."""
+    sent = 0
+    got = bytearray()
+    server: Connection | None = None
+    while sim.now < until and len(got) < len(data):
+        if each_step is not None:
+            each_step(sim)
+        if client.state == State.ESTABLISHED and sent < len(data):
+            sent += client.app_send(memoryview(data)[sent:sent + 65536], sim.now)
+        if sim.b.accepted:
+            server = sim.b.accepted.pop()
+            sim.b.accepted_by_app(server)
+        if server is not None:
+            got += server.app_read(1 << 20, sim.now)
+        sim.ship()
+        if not sim.step():
+            break
+    return bytes(got)
+
+
 def _lost_twice(offset_from_end: int) -> dict[str, int]:
     """Send 400 kB A -> B over a clean 50 ms RTT link, losing the data segment that starts
     ``offset_from_end`` bytes before the end twice (the original and its first
@@ -194,22 +217,9 @@ def _lost_twice(offset_from_end: int) -> dict[str, int]:
         return False
 
     sim.drop = drop
-    sent = 0
-    got = bytearray()
-    server: Connection | None = None
-    while sim.now < 30 and len(got) < len(data):
-        if client.state == State.ESTABLISHED and sent < len(data):
-            sent += client.app_send(memoryview(data)[sent:sent + 65536], sim.now)
-        if sim.b.accepted:
-            server = sim.b.accepted.pop()
-            sim.b.accepted_by_app(server)
-        if server is not None:
-            got += server.app_read(1 << 20, sim.now)
-        sim.ship()
-        if not sim.step():
-            break
+    got = one_way(sim, client, data, until=30)
     assert drops == 2
-    assert bytes(got) == data
+    assert got == data
     return sim.a.counters
 
 
@@ -274,21 +284,11 @@ def test_rtt_estimate_follows_the_path_under_heavy_loss() -> None:
         sim = Sim(seed, 0.2, 0.01, 0.0, buffer=1 << 20)
         sim.b.listen(b"\0\0\0\0", 9000, 8)
         client = sim.a.connect(IP_A, 40000, IP_B, 9000, 0.0)
-        data = bytes(1 << 22)
-        sent = 0
-        server: Connection | None = None
-        while sim.now < 12:
+
+        def slower_path(sim: Sim) -> None:
             if sim.now > 2:
                 sim.delay = 0.15
-            if client.state == State.ESTABLISHED and sent < len(data):
-                sent += client.app_send(memoryview(data)[sent:sent + 65536], sim.now)
-            if sim.b.accepted:
-                server = sim.b.accepted.pop()
-                sim.b.accepted_by_app(server)
-            if server is not None:
-                server.app_read(1 << 22, sim.now)
-            sim.ship()
-            if not sim.step():
-                break
+
+        one_way(sim, client, bytes(1 << 22), until=12, each_step=slower_path)
         assert client.srtt is not None and client.srtt > 0.2, (seed, client.srtt)
         assert sim.a.counters.get("timeouts", 0) <= 10, sim.a.counters
