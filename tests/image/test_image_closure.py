@@ -99,6 +99,19 @@ def test_walk_follows_parents_and_records_missing(tmp_path: Path) -> None:
     assert result.missing == {"not_anywhere": {"app.main"}}
 
 
+def test_a_self_test_import_is_pruned_from_its_importer_only(tmp_path: Path) -> None:
+    """random's `_test_generator` imports statistics (and so decimal, 1.7 MB); no appliance
+    runs it.  A module of the appliance's own that imports statistics still gets it."""
+    (tmp_path / "random.py").write_text("def _test_generator():\n    from statistics import stdev\n")
+    (tmp_path / "statistics.py").write_text("import decimal\n")
+    (tmp_path / "decimal.py").write_text("")
+    (tmp_path / "user.py").write_text("def mean():\n    import statistics\n")
+    index = closure.ModuleIndex([(tmp_path, "stdlib")])
+    assert set(closure.compute(index, ["random"]).modules) == {"random"}
+    assert set(closure.compute(index, ["random", "user"]).modules) == {
+        "random", "user", "statistics", "decimal"}
+
+
 def test_namespace_packages_and_whole_packages(tmp_path: Path) -> None:
     (tmp_path / "ns" / "inner").mkdir(parents=True)
     (tmp_path / "ns" / "inner" / "__init__.py").write_text("")

@@ -4,7 +4,8 @@
 generated main (which imports the runtime, the platform modules of the chosen keys and the
 appliance's entry module).  The walk reads every module's syntax tree and follows each
 ``import``/``from ... import`` (including those inside functions, since they can run, but
-not lazy imports of development tools: ``LAZY_EXCLUDED``), the literal
+not lazy imports of development tools, ``LAZY_EXCLUDED``, nor the few self-test imports
+in ``LAZY_EXCLUDED_FROM``), the literal
 ``importlib.import_module("x")``/``__import__("x")`` calls, and nothing under
 ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":`` (which never run in an image).
 What a configuration reaches only by computed names comes through its ``include=[...]``
@@ -83,6 +84,14 @@ LAZY_EXCLUDED: frozenset[str] = frozenset({
     "importlib.resources", "setuptools",
     "pip", "_pytest", "pytest", "hypothesis", "IPython", "sqlite3", "curses", "dbm",
 })
+
+# Lazy imports not followed from one importer only: the function holding them is a self-test
+# that no appliance calls, and what they pull in is large.  random's `_test_generator` is the
+# only importer of `statistics` there, which brings `decimal` and its 1.7 MB `_decimal`
+# (0.8 MB of every image).  Each entry needs a reason this specific.
+LAZY_EXCLUDED_FROM: dict[str, frozenset[str]] = {
+    "random": frozenset({"statistics"}),
+}
 
 _PYX_IMPORT = re.compile(
     r"^[ \t]*(?:import[ \t]+([\w., \t]+)|from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+([\w, \t]+))",
@@ -377,7 +386,9 @@ def _lazy_excluded(name: str) -> bool:
 def _push_scan(push, scan: Scan, importer: str) -> None:
     push(scan.required, importer, True)
     push(scan.maybe, importer, False)
-    push([n for n in scan.lazy if not _lazy_excluded(n)], importer, False)
+    dead = LAZY_EXCLUDED_FROM.get(importer, frozenset())
+    push([n for n in scan.lazy if not _lazy_excluded(n) and n.split(".", 1)[0] not in dead],
+         importer, False)
 
 
 def _cython_imports(module: Module) -> list[str]:
