@@ -50,6 +50,11 @@ async def start(console, data, args):
             print("MODULE", module.__name__, origin, flush=True)
     elif args.mode == "fail":
         raise SystemExit(3)
+    elif args.mode == "warn":
+        import warnings
+        warnings.simplefilter("always")
+        warnings.warn("unclosed thing", ResourceWarning, source=object())
+        print("after the warning", flush=True)
 '''
 
 TINY_GREETING = '''\

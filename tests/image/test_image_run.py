@@ -51,6 +51,17 @@ def test_a_running_image_sees_only_itself(tiny_image: Path) -> None:
     assert loaded <= files, loaded - files
 
 
+def test_a_resource_warning_with_a_source_in_an_image(tiny_image: Path) -> None:
+    """Images leave out tracemalloc (closure.LAZY_EXCLUDED_FROM): warnings must still be
+    shown, the module's own `except Exception` around that import carrying on without it."""
+    names = {f["path"] for f in json.loads(zipfile.ZipFile(tiny_image).read("MANIFEST.json"))["files"]}
+    assert not any("tracemalloc" in n or "/statistics." in n for n in names)
+    result = run(tiny_image, "--", "--mode", "warn")
+    assert result.returncode == 0, result.stderr
+    assert "ResourceWarning: unclosed thing" in result.stderr
+    assert "after the warning" in result.stdout
+
+
 def test_exit_status_and_failure_of_the_appliance(tiny_image: Path) -> None:
     assert run(tiny_image, "--", "--mode", "fail").returncode != 0
     bad_arg = run(tiny_image, "--", "--no-such-option")

@@ -85,12 +85,18 @@ LAZY_EXCLUDED: frozenset[str] = frozenset({
     "pip", "_pytest", "pytest", "hypothesis", "IPython", "sqlite3", "curses", "dbm",
 })
 
-# Lazy imports not followed from one importer only: the function holding them is a self-test
-# that no appliance calls, and what they pull in is large.  random's `_test_generator` is the
-# only importer of `statistics` there, which brings `decimal` and its 1.7 MB `_decimal`
-# (0.8 MB of every image).  Each entry needs a reason this specific.
+# Lazy imports not followed from one importer only, each for a reason this specific; an
+# appliance that uses one of these modules itself still gets it through its own import.
+# - random: only `_test_generator`, a self-test, imports statistics, which brings decimal
+#   and its 1.7 MB `_decimal` (0.8 MB of every image).
+# - warnings: imports tracemalloc to show where a ResourceWarning's object was allocated,
+#   inside `except Exception` that carries on without it; tracemalloc brings pickle.
+# - logging: imports pickle only to raise PicklingError when a logger is pickled (without
+#   pickle in the image nothing can be pickled anyway).
 LAZY_EXCLUDED_FROM: dict[str, frozenset[str]] = {
     "random": frozenset({"statistics"}),
+    "warnings": frozenset({"tracemalloc"}),
+    "logging": frozenset({"pickle"}),
 }
 
 _PYX_IMPORT = re.compile(
