@@ -150,6 +150,19 @@ def _check(out: str) -> tuple[float, float]:
     return float(mbit), float(seconds)
 
 
+async def exchange(lab: NetemLab, ip: str, size: int) -> Result:
+    """``size`` bytes from the Linux host to ``ip`` and back, sha256 checked each way."""
+    up = _check(await lab.python(PEER_BULK, "up", ip, str(size), "5", timeout=time_limit(size)))
+    down = _check(await lab.python(PEER_BULK, "down", ip, str(size), "6",
+                                   timeout=time_limit(size)))
+    return Result(up[0], down[0], up[1], down[1], {})
+
+
+def speeds(result: Result) -> str:
+    return (f"up {result.up_mbit:.2f} Mbit/s ({result.up_s:.1f} s), "
+            f"down {result.down_mbit:.2f} Mbit/s ({result.down_s:.1f} s)")
+
+
 def bulk(lab: NetemLab, size: int, **impairment: float) -> Result:
     """``size`` bytes each way between the Linux host and Fata's stack, sha256 checked."""
     async def main() -> Result:
@@ -161,17 +174,13 @@ def bulk(lab: NetemLab, size: int, **impairment: float) -> Result:
             sh("ip", "-n", lab.host, "neigh", "replace", lab.app_ip, "lladdr",
                stack.netif.mac.hex(":"), "dev", "vh", "nud", "permanent")
             await serve_all(stack)
-            up = _check(await lab.python(PEER_BULK, "up", lab.app_ip, str(size), "5",
-                                         timeout=time_limit(size)))
-            down = _check(await lab.python(PEER_BULK, "down", lab.app_ip, str(size), "6",
-                                           timeout=time_limit(size)))
-            stats = stack.stats()
-            print(f"\nfata  {impairment} {size} bytes: up {up[0]:.2f} Mbit/s ({up[1]:.1f} s), "
-                  f"down {down[0]:.2f} Mbit/s ({down[1]:.1f} s); "
-                  + " ".join(f"{k[4:]} {v}" for k, v in sorted(stats.items())
+            result = await exchange(lab, lab.app_ip, size)
+            result.stats = stack.stats()
+            print(f"\nfata  {impairment} {size} bytes: {speeds(result)}; "
+                  + " ".join(f"{k[4:]} {v}" for k, v in sorted(result.stats.items())
                              if k.startswith("tcp_") and k[4:] in SHOWN))
-            assert stats.get("internal_errors", 0) == 0
-            return Result(up[0], down[0], up[1], down[1], stats)
+            assert result.stats.get("internal_errors", 0) == 0
+            return result
     return asyncio.run(main())
 
 
@@ -190,16 +199,12 @@ def linux_bulk(lab: NetemLab, size: int, cc: str | None = None, **impairment: fl
             assert server.stdout is not None
             assert (await server.stdout.readline()).strip() == b"ready"
             async with impaired(lab, REF_DEV, **impairment):
-                up = _check(await lab.python(PEER_BULK, "up", REF_IP, str(size), "5",
-                                             timeout=time_limit(size)))
-                down = _check(await lab.python(PEER_BULK, "down", REF_IP, str(size), "6",
-                                               timeout=time_limit(size)))
+                result = await exchange(lab, REF_IP, size)
         finally:
             server.kill()
             await server.wait()
-        print(f"\nlinux/{cc or default} {impairment} {size} bytes: up {up[0]:.2f} Mbit/s ({up[1]:.1f} s), "
-              f"down {down[0]:.2f} Mbit/s ({down[1]:.1f} s)")
-        return Result(up[0], down[0], up[1], down[1], {})
+        print(f"\nlinux/{cc or default} {impairment} {size} bytes: {speeds(result)}")
+        return result
     key = "net.ipv4.tcp_congestion_control"
     default = subprocess.run(["ip", "netns", "exec", lab.ref, "sysctl", "-n", key],
                              capture_output=True, text=True).stdout.strip()

@@ -421,16 +421,7 @@ class Connection:
         self.rcv_adv = self.rcv_nxt + min(self._space(), 65535)  # what our SYN offered
         self._negotiate(seg, now)
         if flags & ACK:
-            self.snd_una = ack
-            self.snd_wnd = seg.window << self.snd_wscale
-            self.max_snd_wnd = self.snd_wnd
-            self.snd_wl1 = self.rcv_nxt
-            self.snd_wl2 = ack
-            if self.rtt_seq is not None and self.retries == 0:
-                self._rtt_sample(now - self.rtt_time)
-            self.rtt_seq = None
-            self.rto_deadline = None
-            self._established(now)
+            self._handshake_acked(ack, seg.window, self.rcv_nxt, now)
             self._ack_now(now)
             self._output(now)
         else:  # simultaneous open (RFC 9293 §3.5, figure 7)
@@ -519,16 +510,7 @@ class Connection:
 
         if state == State.SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_max:
-                self.snd_una = ack
-                self.snd_wnd = seg.window << self.snd_wscale
-                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
-                self.snd_wl1 = seq
-                self.snd_wl2 = ack
-                if self.rtt_seq is not None and self.retries == 0:
-                    self._rtt_sample(now - self.rtt_time)
-                self.rtt_seq = None
-                self.rto_deadline = None
-                self._established(now)
+                self._handshake_acked(ack, seg.window, seq, now)
                 state = self.state
                 if self.fin_queued:
                     self.state = state = State.FIN_WAIT_1
@@ -634,6 +616,20 @@ class Connection:
             out.sort()
             self.sacked = out
         self.sacked_bytes = sum(b[1] - b[0] for b in self.sacked)
+
+    def _handshake_acked(self, ack: int, window: int, wl1: int, now: float) -> None:
+        """Our SYN is acknowledged (from SYN-SENT or SYN-RECEIVED): take the peer's window,
+        time the SYN unless it was retransmitted (Karn), and become ESTABLISHED."""
+        self.snd_una = ack
+        self.snd_wnd = window << self.snd_wscale
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+        self.snd_wl1 = wl1
+        self.snd_wl2 = ack
+        if self.rtt_seq is not None and self.retries == 0:
+            self._rtt_sample(now - self.rtt_time)
+        self.rtt_seq = None
+        self.rto_deadline = None
+        self._established(now)
 
     def _ts_rtt(self, tsecr: int, now: float) -> float | None:
         """The RTT a timestamp echo measures (RFC 7323 §4), or None if implausible."""
