@@ -14,16 +14,17 @@ DNS_PORT ?= 5353
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py core/fata/platform/_mmsg.c $(APPLIANCE_PROJECTS)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard core/fata/platform/*.c) $(APPLIANCE_PROJECTS)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "fata needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
-	@# The one C module (batched UDP I/O) wants a compiler and Python's headers; as root,
-	@# get them. Without them the install still works, with plain recvfrom/sendto.
+	@# The C modules (batched UDP and TAP I/O) want a compiler and Python's headers; as
+	@# root, get them. Without them the install still works, with one system call per
+	@# datagram or frame from Python.
 	@if [ "$$(id -u)" = 0 ]; then \
 	  need=; command -v cc >/dev/null || need="gcc libc6-dev"; \
 	  $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 	    || need="$$need python3-dev"; \
-	  if [ -n "$$need" ]; then echo "installing $$need for fata.platform._mmsg"; \
+	  if [ -n "$$need" ]; then echo "installing $$need for fata.platform._mmsg and _frames"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends $$need >/dev/null; fi; \
 	fi

@@ -71,6 +71,57 @@ except ConnectionRefusedError:
     run(main())
 
 
+UDP_BURST = r"""
+import select, socket, sys
+host, rounds = sys.argv[1], int(sys.argv[2])
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+for s in socks:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.sendto(b"hello", (host, 7))  # first contact: ARP on both sides before the bursts
+    assert select.select([s], [], [], 3)[0] and s.recv(100) == b"hello"
+    s.setblocking(False)
+got = 0
+for r in range(rounds):
+    sent = {}
+    for i in range(64):  # a burst the stack reads as one batch, from four ports
+        s = socks[i % 4]
+        data = b"%d-%d-" % (r, i) + b"x" * (i * 7 % 300)
+        s.sendto(data, (host, 7))
+        sent.setdefault(s, []).append(data)
+    for s, want in sent.items():
+        have = []
+        while len(have) < len(want):
+            if not select.select([s], [], [], 3)[0]:
+                sys.exit(f"round {r}: {len(have)} of {len(want)} echoes")
+            data, addr = s.recvfrom(65535)
+            assert addr == (host, 7), addr
+            have.append(data)
+        assert have == want, (r, [h[:6] for h in have], [w[:6] for w in want])  # all back, intact, in order
+        got += len(have)
+print(got)
+"""
+
+
+@pytest.mark.parametrize("with_c", [True, False], ids=["c-batches", "python-batches"])
+def test_udp_bursts_come_back_intact_and_in_order(lab: Lab, monkeypatch, with_c: bool) -> None:
+    """Bursts of datagrams read as batches, with the C module and with its Python stand-in."""
+    from fata.platform import tap
+
+    if not with_c:
+        monkeypatch.setattr(tap, "_frames", None)
+    elif tap._frames is None:
+        pytest.skip("fata.platform._frames was not built (test_frames.py says why)")
+
+    async def main() -> None:
+        async with lab.stack() as stack:
+            await serve_all(stack)
+            out = await lab.python(UDP_BURST, lab.app_ip, "50")
+            assert int(out) == 50 * 64
+            assert stack.netif.rx_frames >= 50 * 64  # type: ignore[attr-defined]
+            assert stack.stats().get("udp_handler_errors", 0) == 0
+    run(main())
+
+
 def test_tcp_rst_from_closed_port(lab: Lab) -> None:
     peer = r"""
 import socket, sys

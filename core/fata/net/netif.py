@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Receiver = Callable[[bytes, bool], None]
 """``receiver(frame, checksum_trusted)``."""
+
+BatchReceiver = Callable[[Sequence[bytes], bytes], None]
+"""``receiver(frames, trusted)``: ``trusted[i]`` is 1 when the device vouched for frame i."""
 
 
 class Netif(abc.ABC):
@@ -27,8 +30,13 @@ class Netif(abc.ABC):
     tso: bool = False
 
     @abc.abstractmethod
-    def start(self, receiver: Receiver) -> None:
-        """Begin delivering received frames to ``receiver`` (from the event loop)."""
+    def start(self, receiver: Receiver, batch_receiver: BatchReceiver | None = None) -> None:
+        """Begin delivering received frames to ``receiver`` (from the event loop).
+
+        A device that reads several frames per wake-up hands them to ``batch_receiver``
+        in one call when given one, so the stack can answer them and pass the replies
+        back in one ``send_many``.
+        """
 
     @abc.abstractmethod
     def send(self, frame: bytes | list[bytes], *, csum_start: int = 0, csum_offset: int = 0,
@@ -43,15 +51,16 @@ class Netif(abc.ABC):
     def close(self) -> None:
         """Stop receiving and release the device."""
 
-    def checksummed_sender(self, csum_start: int,
-                           csum_offset: int) -> Callable[[bytes, bytes, bytes], None]:
-        """A function sending one frame in three pieces whose L4 checksum the device finishes.
+    def send_many(self, frames: list[tuple[bytes, ...]], *, csum_start: int = 0,
+                  csum_offset: int = 0) -> None:
+        """Send several frames, each given as its pieces, with the same checksum request.
 
-        The per-datagram fast path calls it once per reply; devices override it to skip the
-        general ``send``'s argument handling (only meaningful with ``csum_offload``).
+        The datagram fast path gathers the replies to a batch of received frames and hands
+        them over here at once; devices override it to do the loop below in fewer calls.
         """
         send = self.send
-        return lambda a, b, c: send([a, b, c], csum_start=csum_start, csum_offset=csum_offset)
+        for pieces in frames:
+            send(list(pieces), csum_start=csum_start, csum_offset=csum_offset)
 
 
 class MemoryWire:
@@ -81,8 +90,8 @@ class MemoryNetif(Netif):
         self.filter: Callable[[bytes], bool] | None = None  # return False to drop a frame
         self.sent = 0
 
-    def start(self, receiver: Receiver) -> None:
-        """Frames sent by the peer now reach ``receiver``."""
+    def start(self, receiver: Receiver, batch_receiver: BatchReceiver | None = None) -> None:
+        """Frames sent by the peer now reach ``receiver`` (one at a time, as they come)."""
         self.receiver = receiver
 
     def send(self, frame: bytes | list[bytes], *, csum_start: int = 0, csum_offset: int = 0,

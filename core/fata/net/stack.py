@@ -16,7 +16,7 @@ import asyncio
 import os
 import random as _random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fata.devices import (
     Console,
@@ -36,9 +36,15 @@ from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
 EPHEMERAL = (49152, 65535)
 _ANY = ipv4.ANY
 # Ethernet (addresses skipped) + option-less IPv4 + UDP headers, for the datagram fast path
-_UDP_IN = struct.Struct("!12xHHHHHHHIIHHHH")  # IPv4 header as words: checksummed in place
-_UDP_OUT = struct.Struct("!BBHHHBBHIIHHHH")
+# (ethertype, version/IHL/TOS) (total length) (ident) (fragment, TTL/protocol) (checksum)
+# (src) (dst) (sport) (dport) (UDP length) (UDP checksum); 32-bit fields are summed whole,
+# as 2**16 == 1 (mod 0xFFFF) makes that the sum of their two 16-bit words
+_UDP_IN = struct.Struct("!12xIHHIHIIHHHH")
+# 0x4500, total length, ident, 0x4011 (no fragment, TTL 64, UDP), checksum, addresses,
+# ports, UDP length, UDP checksum
+_UDP_OUT = struct.Struct("!HHHIH8sHHHH")
 _M = 0xFFFF
+_Route = tuple[bytes, float, int, bytes, int]
 
 
 class DirectUdpEndpoint(UdpEndpoint):
@@ -185,10 +191,9 @@ class DirectStack(Stack):
         self._eth_headers: dict[bytes, bytes] = {}
         # datagram fast path state, keyed by integers (no tuple or bytes objects per packet)
         self._names: dict[int, str] = {}
-        self._routes: dict[int, tuple[bytes, float]] = {}  # on-link peer -> (eth header, expiry)
+        self._routes: dict[int, _Route] = {}  # on-link peer -> what its replies reuse
         self._udp_keys: dict[int, DirectUdpEndpoint] = {}  # (ip << 16) | port -> endpoint
         self._local_ints: set[int] = set()
-        self._udp_sender: Callable[[bytes, bytes, bytes], None] | None = None
         self._ident = int.from_bytes(rand(2), "big")
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -218,9 +223,7 @@ class DirectStack(Stack):
 
     def start(self) -> None:
         """Attach to the netif and announce our address (gratuitous ARP)."""
-        if self.netif.csum_offload:
-            self._udp_sender = self.netif.checksummed_sender(34, 6)  # UDP checksum at 14+20+6
-        self.netif.start(self._on_frame)
+        self.netif.start(self._on_frame, self._on_frames)
         if self.config is not None:
             self.announce()
 
@@ -257,10 +260,103 @@ class DirectStack(Stack):
     # ------------------------------------------------------------------ receive
 
     def _on_frame(self, frame: bytes, trusted: bool) -> None:
+        """One received frame (devices that deliver frames one at a time)."""
+        self._on_frames((frame,), b"\x01" if trusted else b"\x00")
+
+    def _on_frames(self, frames: Sequence[bytes], trusted: bytes) -> None:
+        """A batch of received frames; ``trusted[i]``: the device vouched for frame i.
+
+        Plain unicast UDP datagrams for a bound port are served right here, in one pass
+        each: request/response appliances (DNS) live on this path, so it avoids the general
+        path's per-layer objects (one ``struct`` unpack for all three headers, the reply's
+        IP and UDP headers in one pack, the UDP checksum left to the device when it can, the
+        peer's Ethernet header from a per-peer cache), and the replies to the whole batch go
+        to the device in one ``send_many``.  Anything unusual (IP options, fragments, not
+        ours, no cached next hop, a bad checksum) takes the general path, which also does
+        the counting; replies gathered so far are sent first, so the order is kept.
+        """
+        out: list[tuple[bytes, ...]] = []
+        unpack = _UDP_IN.unpack_from
+        pack = _UDP_OUT.pack
+        local = self._local_ints
+        keys = self._udp_keys
+        names = self._names
+        routes = self._routes
+        room = self.netif.mtu - 28
+        offload = self.netif.csum_offload
+        now = self.loop.time()
+        for frame, vouched in zip(frames, trusted, strict=True):
+            if len(frame) >= 42 and frame[23] == 17:
+                (ew, total, ident, frag_proto, csum, src, dst, sport, dport, ulen,
+                 ucsum) = unpack(frame)
+                ep = keys.get((dst << 16) | dport) or keys.get(dport)
+                if ep is not None and ew >> 8 == 0x080045 and frag_proto & 0x3FFF00FF == 17 and \
+                        dst in local and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
+                        not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
+                        not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
+                            frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
+                    peer_ip = names.get(src)
+                    if peer_ip is None:
+                        if len(names) > 4096:
+                            names.clear()
+                        peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
+                    try:
+                        reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
+                    except Exception as exc:  # one bad datagram must not stop the port
+                        self._handler_failed(ep, exc)
+                        continue
+                    if reply is None:
+                        continue
+                    route = routes.get(src)
+                    rlen = len(reply)
+                    if route is None or rlen > room or route[1] < now:
+                        self._udp_reply_slow(dst, dport, src, sport, reply, out)
+                        continue
+                    head, _until, ip_sum, addresses, udp_sum = route
+                    ulen = 8 + rlen
+                    ident = self._ident = (self._ident + 1) & 0xFFFF
+                    out.append((head, pack(
+                        0x4500, 20 + ulen, ident, 0x4011, _M - (ip_sum + ulen + ident) % _M,
+                        addresses, dport, sport, ulen, (udp_sum + ulen) % _M if offload else
+                        checksum.finish(udp_sum + ulen + dport + sport + ulen +
+                                        checksum.partial(reply))), reply))
+                    continue
+            if out:
+                self._send_replies(out)
+                out = []
+            self._frame_general(frame, bool(vouched), now)
+        if out:
+            self._send_replies(out)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _send_replies(self, out: list[tuple[bytes, ...]]) -> None:
+        if self.netif.csum_offload:
+            self.netif.send_many(out, csum_start=34, csum_offset=6)  # UDP checksum at 14+20+6
+        else:
+            self.netif.send_many(out)
+
+    def _udp_reply_slow(self, src: int, sport: int, dst: int, dport: int, reply: bytes,
+                        out: list[tuple[bytes, ...]]) -> None:
+        """A fast-path reply with no cached next hop, or too big for one frame.
+
+        The hop is learnt for the datagrams after this one (when ARP knows it); this one
+        goes the general way, after the replies gathered so far to keep their order.
+        """
+        self._route_for(dst)
+        if out:
+            self._send_replies(out)
+            out.clear()
+        self.udp_send(src.to_bytes(4, "big"), sport, dst.to_bytes(4, "big"), dport, reply)
+
+    def _handler_failed(self, ep: DirectUdpEndpoint, exc: Exception) -> None:
+        self._count("udp_handler_errors")
+        if self.console is not None:
+            self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
+
+    def _frame_general(self, frame: bytes, trusted: bool, now: float) -> None:
         try:
-            if len(frame) >= 42 and frame[23] == 17 and self._udp_fast(frame, trusted):
-                return
-            now = self.loop.time()
             _dst, _src, ethertype = ethernet.parse(frame)
             if ethertype == ethernet.ETHERTYPE_IPV4:
                 self._ipv4_input(memoryview(frame)[14:], trusted, now)
@@ -278,81 +374,29 @@ class DirectStack(Stack):
             self._count("internal_errors")
             if self.console is not None:
                 self.console.error(f"net: frame handling failed: {exc!r}")
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
 
-    def _udp_fast(self, frame: bytes, trusted: bool) -> bool:
-        """Serve a plain unicast UDP datagram for a bound port in one pass.
+    def _route_for(self, peer: int) -> _Route | None:
+        """What replies to an on-link peer whose MAC is cached reuse, valid until its ARP
+        entry expires: the Ethernet header, the partial sums of the reply's IP header and
+        UDP pseudo-header without their per-datagram fields, and the address pair.
 
-        Request/response appliances (DNS) live on this path, so it avoids the general
-        path's per-layer objects: one ``struct`` unpack for all three headers, the reply's
-        IP and UDP headers in one pack, the UDP checksum left to the device when it can,
-        the peer's Ethernet header from a per-peer cache.  Anything unusual (IP options,
-        fragments, not ours, no cached next hop, bad checksum) returns False and takes the
-        general path, which also does the counting.
+        Keyed by the peer alone: the fast path only serves datagrams addressed to our one
+        configured address, which is therefore the reply's source.
         """
-        (etype, w0, total, ident, frag, ttl_proto, csum, src, dst, sport, dport, ulen,
-         ucsum) = _UDP_IN.unpack_from(frame)
-        if etype != 0x0800 or w0 >> 8 != 0x45 or ttl_proto & 0xFF != 17 or frag & 0x3FFF or \
-                dst not in self._local_ints or ulen < 8 or ulen + 20 > total or \
-                total + 14 > len(frame):
-            return False
-        keys = self._udp_keys
-        ep = keys.get((dst << 16) | dport) or keys.get(dport)
-        if ep is None or (w0 + total + ident + frag + ttl_proto + csum + src + dst) % _M:
-            return False  # not bound here, or a bad header checksum: the general path counts
-        if ucsum and not trusted and (src + dst + 17 + ulen + int.from_bytes(
-                frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M:
-            return False
-        peer_ip = self._names.get(src)
-        if peer_ip is None:
-            if len(self._names) > 4096:
-                self._names.clear()
-            peer_ip = self._names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
-        try:
-            reply = ep.handler(bytes(frame[42:34 + ulen]), (peer_ip, sport))
-        except Exception as exc:  # one bad datagram must not stop the port
-            self._count("udp_handler_errors")
-            if self.console is not None:
-                self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
-            return True
-        if reply is None:
-            return True
-        netif = self.netif
-        route = self._routes.get(src)
-        rlen = len(reply)
-        if route is None or rlen + 28 > netif.mtu or route[1] < self.loop.time():
-            route = self._route_for(src)
-            if route is None or rlen + 28 > netif.mtu:
-                self.udp_send(dst.to_bytes(4, "big"), dport, src.to_bytes(4, "big"), sport,
-                              reply)
-                return True
-        ulen = 8 + rlen
-        ident = self._ident = (self._ident + 1) & 0xFFFF
-        ip_csum = _M - ((0x8511 + 20 + ulen + ident + src + dst) % _M)  # 0x4500 + 0x4011
-        sender = self._udp_sender
-        if sender is not None:
-            sender(route[0], _UDP_OUT.pack(0x45, 0, 20 + ulen, ident, 0, 64, 17, ip_csum, dst,
-                                           src, dport, sport, ulen, (src + dst + 17 + ulen) % _M),
-                   reply)
-        else:
-            pseudo = (src + dst + 17 + ulen + dport + sport + ulen) % _M
-            netif.send([route[0], _UDP_OUT.pack(
-                0x45, 0, 20 + ulen, ident, 0, 64, 17, ip_csum, dst, src, dport, sport, ulen,
-                checksum.finish(pseudo + checksum.partial(reply))), reply])
-        return True
-
-    def _route_for(self, peer: int) -> tuple[bytes, float] | None:
-        """(Ethernet header, valid until) towards an on-link peer whose MAC is cached."""
         raw = peer.to_bytes(4, "big")
         entry = self.arp.cache.get(raw)
-        if entry is None or self.config is None or not self.config.on_link(raw) or \
+        config = self.config
+        if entry is None or config is None or not config.on_link(raw) or \
                 entry[1] < self.loop.time():
             return None
         if len(self._routes) > 4096:
             self._routes.clear()
-        route = self._routes[peer] = (self._eth_header(entry[0]), entry[1])
+        ours = int.from_bytes(config.address, "big")
+        route = self._routes[peer] = (
+            self._eth_header(entry[0]), entry[1],
+            (0x4500 + 0x4011 + 20 + ours + peer) % _M,  # + total length + ident per datagram
+            config.address + raw,
+            (ours + peer + 17) % _M)  # + UDP length per datagram
         return route
 
     def _ipv4_input(self, packet: memoryview, trusted: bool, now: float) -> None:
