@@ -54,6 +54,25 @@ def test_read_frames_strips_the_header_and_reports_vouching(pair) -> None:
     assert frames.read_frames(a.fileno(), 64, 10) == ([], b"")  # EAGAIN: an empty batch
 
 
+def test_read_frames_large_and_small_alternating(pair) -> None:
+    """Large frames leave in the buffer they were read into, small ones are copied out."""
+    frames = _frames_module()
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    sizes = [60, 65000, 2048, 2049, 1, 30000, 65536 + 256]
+    sent = [os.urandom(n) for n in sizes]
+    for data in sent:
+        b.send(bytes(10) + data)
+    got, trusted = frames.read_frames(a.fileno(), 64, 10, 1 << 30)
+    assert got == sent and trusted == bytes(len(sent))
+    for data in sent[:3]:
+        b.send(bytes(10) + data)
+    got, _ = frames.read_frames(a.fileno(), 64, 10, 1000)  # ends once 1000 bytes are read
+    assert got == sent[:2]
+    assert frames.read_frames(a.fileno(), 64, 10)[0] == sent[2:3]
+
+
 def test_read_frames_stops_at_the_limit_and_without_a_header(pair) -> None:
     frames = _frames_module()
     a, b = pair
