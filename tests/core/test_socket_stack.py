@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from fata.devices import Flow
+from fata.devices import Flow, ReplyCache
 from fata.platform import PlatformError
 from fata.platform.socket_stack import Batch, SocketStack
 from fata.platform.unix import UnixConsole
@@ -174,6 +174,88 @@ def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
                 got.append(client.recv(100))
         # the plain path answers as it goes; the batched one sends nothing once closed
         assert got == ([] if batched else [b"a"])
+        client.close()
+        await stack.close()
+
+    run(main())
+
+
+def test_mmsg_reply_cache_answers_below_python() -> None:
+    """Datagrams found in the cache never reach Python; replies keep the datagrams' order."""
+    if not _mmsg_built():
+        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(2)
+    batch = Batch(server.fileno(), 8, 2048)
+    cache = {b"hit": b"-cached", b"big": b"x" * 2047}  # 2 + 2047 > bufsize: not from here
+    batch.set_cache(cache, 2)
+    for payload in (b"01hit", b"02miss", b"03hit", b"hit", b"04big", b"05hit"):
+        client.sendto(payload, server.getsockname())
+    time.sleep(0.05)
+    misses = batch.recv()
+    assert [d for d, _ in misses] == [b"02miss", b"hit", b"04big"]
+    assert batch.received == 6 and batch.hits == 3
+    assert batch.reply([b"02python", None]) == 0  # fewer replies than misses: fine
+    got = [client.recv(100) for _ in range(4)]
+    assert got == [b"01-cached", b"02python", b"03-cached", b"05-cached"]
+    assert batch.reply([None, b"again"]) == 0  # a second reply() does not resend the hits
+    assert client.recv(100) == b"again"
+    with pytest.raises(ValueError, match="more replies"):
+        batch.reply([None] * 4)
+    # the dict is live: the caller fills and clears it in place
+    cache[b"new"] = b"-late"
+    cache.pop(b"hit")
+    for payload in (b"06new", b"07hit"):
+        client.sendto(payload, server.getsockname())
+    time.sleep(0.05)
+    assert [d for d, _ in batch.recv()] == [b"07hit"]
+    assert batch.reply([]) == 0
+    assert client.recv(100) == b"06-late"
+    batch.set_cache(None)
+    client.sendto(b"08new", server.getsockname())
+    time.sleep(0.05)
+    assert [d for d, _ in batch.recv()] == [b"08new"]
+    with pytest.raises(TypeError):
+        batch.set_cache([], 2)
+    with pytest.raises(ValueError):
+        batch.set_cache({}, -1)
+    server.close()
+    client.close()
+
+
+@pytest.mark.parametrize("batched", IO_PATHS)
+def test_udp_listen_with_a_reply_cache(batched: bool) -> None:
+    """Both paths give the same answers; the batched one skips the handler for cached ones."""
+    async def main() -> None:
+        stack = _stack(batched)
+        calls: list[bytes] = []
+        cache: dict[bytes, bytes] = {}
+
+        def handler(data: bytes, peer: tuple[str, int]) -> bytes | None:
+            calls.append(data)
+            reply = data[:1] + b"=" + data[1:].upper()
+            cache[data[1:]] = reply[1:]  # what a memoising appliance does
+            return reply
+
+        endpoint = await stack.udp_listen("127.0.0.1", 0, handler,
+                                          reply_cache=ReplyCache(cache, prefix=1))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(2)
+        got = []
+        for payload in (b"1abc", b"2abc", b"3xyz", b"4abc"):
+            client.sendto(payload, endpoint.local)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                with contextlib.suppress(BlockingIOError):
+                    got.append(client.recv(100, socket.MSG_DONTWAIT))
+                    break
+        assert got == [b"1=ABC", b"2=ABC", b"3=XYZ", b"4=ABC"]
+        assert calls == ([b"1abc", b"3xyz"] if batched else [b"1abc", b"2abc", b"3xyz", b"4abc"])
+        assert endpoint.received == 4
         client.close()
         await stack.close()
 

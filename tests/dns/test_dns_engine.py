@@ -334,9 +334,13 @@ def test_reload_swaps_catalog_and_clears_caches() -> None:
     srv = make_server()
     wire = dns.message.make_query("www.example.org", "A").to_wire()
     assert dns.message.from_wire(srv.handle_udp(wire)).rcode() == NOERROR
+    cache = srv.reply_cache
+    assert cache.prefix == 2 and wire[2:] in cache.entries  # what the platform answers from
     srv.load(Catalog([load_zone_text("n", "$ORIGIN other.test.\n$TTL 1\n@ SOA a b 1 2 3 4 5\n"
                                           "@ NS a\n")]))
     assert dns.message.from_wire(srv.handle_udp(wire)).rcode() == REFUSED
+    # cleared in place: a platform holding the dict stops answering the old zone at once
+    assert srv.reply_cache is cache and cache.entries[wire[2:]][1] & 0x0F == REFUSED
 
 
 def test_axfr_allowed_and_refused() -> None:

@@ -14,6 +14,7 @@ import socket
 import struct
 
 import pytest
+from fata.devices import ReplyCache
 from fata.net import arp, checksum, ethernet, ipv4, udp
 from fata.net.ipv4 import Ipv4Config
 from fata.net.netif import Netif
@@ -268,6 +269,30 @@ def test_first_reply_to_an_unknown_peer_goes_the_general_way_then_fast() -> None
         stack._on_frames([_udp_frame(b"q2", 1002), _udp_frame(b"q3", 1003)], b"\x01\x01")
         assert netif.calls == 1  # q2 learnt the route and went the general way; q3 batched
         assert [f[36:38] for f in netif.sent[-2:]] == [b"\x03\xea", b"\x03\xeb"]
+        await stack.close()
+
+    asyncio.run(main())
+
+
+def test_fast_path_answers_from_the_reply_cache() -> None:
+    async def main() -> None:
+        netif = Recorder(True)
+        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        calls: list[bytes] = []
+        cache: dict[bytes, bytes] = {}
+
+        def handler(data: bytes, peer: tuple[str, int]) -> bytes:
+            calls.append(data)
+            cache[data[2:]] = b"!" + data[2:]
+            return data[:2] + b"!" + data[2:]
+
+        await stack.udp_listen("10.9.0.2", 53, handler, reply_cache=ReplyCache(cache, 2))
+        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
+        batch = [_udp_frame(b"01same", 1001), _udp_frame(b"02same", 1002),
+                 _udp_frame(b"03other", 1003), _udp_frame(b"04same", 1004)]
+        stack._on_frames(batch, b"\x01" * 4)
+        assert calls == [b"01same", b"03other"]
+        assert [f[42:] for f in netif.sent] == [b"01!same", b"02!same", b"03!other", b"04!same"]
         await stack.close()
 
     asyncio.run(main())

@@ -23,6 +23,8 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from fata.devices import ReplyCache
+
 from fata_dns import render as r
 from fata_dns.axfr import transfer_messages
 from fata_dns.lookup import (
@@ -68,6 +70,8 @@ class Server:
         self.stats = Stats()
         self.axfr_allow = [ipaddress.ip_network(a, strict=False) for a in axfr_allow]
         self._exact: dict[bytes, bytes] = {}
+        self.reply_cache = ReplyCache(self._exact, prefix=2)
+        """``_exact`` for the platform to answer from below Python (the query's ID is kept)."""
         self._memo: dict[tuple[bytes, int], tuple[int, bytes, bytes]] = {}
         self._transfers: dict[bytes, list[bytes]] = {}
         self.catalog = catalog
@@ -76,7 +80,7 @@ class Server:
     def load(self, catalog: Catalog) -> None:
         """Serve ``catalog`` from now on (atomically: the caches go with the old one)."""
         self.catalog = catalog
-        self._exact = {}
+        self._exact.clear()  # in place: the platform holds it as the reply cache
         self._memo = {}
         self._transfers = {}
 

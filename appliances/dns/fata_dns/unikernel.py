@@ -66,7 +66,8 @@ class DnsAppliance:
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = self.stack.ipv4_addresses
             self.args.listen = addresses[0] if addresses else "0.0.0.0"
-        udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp)
+        udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp,
+                                          reply_cache=self.server.reply_cache)
         tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)
         origins = ", ".join(f"{z.origin_text} (serial {z.serial})" for z in catalog.zones.values())
         self.console.info(f"serving {origins} on {self.args.listen}:{udp.local[1]} udp+tcp")

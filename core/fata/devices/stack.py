@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 Address = tuple[str, int]
 """An (IPv4 address, port) pair."""
@@ -21,6 +22,25 @@ Address = tuple[str, int]
 DatagramHandler = Callable[[bytes, Address], "bytes | None"]
 """Called once per received datagram with (payload, sender); a returned payload is sent back
 to the sender from the same endpoint.  Must not block; it runs on the event loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCache:
+    """Answers a platform may give without calling the datagram handler.
+
+    For a datagram whose bytes after the first ``prefix`` are a key of ``entries``, the reply
+    is those ``prefix`` bytes followed by the value: a DNS server's memo of whole answers
+    keyed by the query minus its ID is one (``prefix=2``).  Principle 5 (memoise what is
+    immutable) taken one step down: a platform that can look the datagram up below Python
+    (the socket platform's batched C path does) skips the handler call for it.
+
+    The appliance owns ``entries``: it must only hold replies the handler itself would
+    give, and is changed in place (filled, cleared), never rebound, since platforms keep a
+    reference.  A platform that cannot use it ignores it; the handler answers the same.
+    """
+
+    entries: dict[bytes, bytes]
+    prefix: int = 0
 
 
 class UdpEndpoint(abc.ABC):
@@ -86,8 +106,10 @@ class Stack(abc.ABC):
         """The IPv4 addresses this stack answers on (``["0.0.0.0"]``-style wildcards excluded)."""
 
     @abc.abstractmethod
-    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler) -> UdpEndpoint:
-        """Bind ``addr:port`` (port 0 picks a free one) and deliver datagrams to ``handler``."""
+    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler, *,
+                         reply_cache: ReplyCache | None = None) -> UdpEndpoint:
+        """Bind ``addr:port`` (port 0 picks a free one) and deliver datagrams to ``handler``
+        (or answer them from ``reply_cache`` where the platform can)."""
 
     @abc.abstractmethod
     async def tcp_listen(

@@ -23,6 +23,7 @@ from fata.devices import (
     DatagramHandler,
     Flow,
     FlowHandler,
+    ReplyCache,
     Stack,
     TcpListener,
     UdpEndpoint,
@@ -51,11 +52,14 @@ class DirectUdpEndpoint(UdpEndpoint):
     """A bound UDP port of a ``DirectStack``."""
 
     def __init__(self, stack: DirectStack, ip: bytes, port: int,
-                 handler: DatagramHandler) -> None:
+                 handler: DatagramHandler, reply_cache: ReplyCache | None = None) -> None:
         self._stack = stack
         self.ip = ip
         self.port = port
         self.handler = handler
+        # the fast path's view of the reply cache: (entries, prefix, payload offset)
+        self.memo = None if reply_cache is None else (
+            reply_cache.entries, reply_cache.prefix, 42 + reply_cache.prefix)
         self.local = (ipv4.ntoa(ip), port)
         self.closed = False
 
@@ -295,18 +299,23 @@ class DirectStack(Stack):
                         not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
                         not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
                             frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
-                    peer_ip = names.get(src)
-                    if peer_ip is None:
-                        if len(names) > 4096:
-                            names.clear()
-                        peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
-                    try:
-                        reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
-                    except Exception as exc:  # one bad datagram must not stop the port
-                        self._handler_failed(ep, exc)
-                        continue
-                    if reply is None:
-                        continue
+                    memo = ep.memo
+                    tail = None if memo is None else memo[0].get(frame[memo[2]:34 + ulen])
+                    if tail is not None:
+                        reply = frame[42:memo[2]] + tail
+                    else:
+                        peer_ip = names.get(src)
+                        if peer_ip is None:
+                            if len(names) > 4096:
+                                names.clear()
+                            peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
+                        try:
+                            reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
+                        except Exception as exc:  # one bad datagram must not stop the port
+                            self._handler_failed(ep, exc)
+                            continue
+                        if reply is None:
+                            continue
                     route = routes.get(src)
                     rlen = len(reply)
                     if route is None or rlen > room or route[1] < now:
@@ -678,14 +687,16 @@ class DirectStack(Stack):
             raise OSError(99, f"cannot bind to {addr}: not an address of this stack")
         return ip
 
-    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler) -> UdpEndpoint:
-        """Bind a UDP port; ``port`` 0 picks a free ephemeral one."""
+    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler, *,
+                         reply_cache: ReplyCache | None = None) -> UdpEndpoint:
+        """Bind a UDP port; ``port`` 0 picks a free ephemeral one.  The datagram fast path
+        answers from ``reply_cache`` before calling the handler."""
         ip = self._bind_ip(addr)
         if port == 0:
             port = self._free_port(lambda p: (ip, p) in self._udp or (_ANY, p) in self._udp)
         if (ip, port) in self._udp:
             raise OSError(98, f"UDP port {port} already in use")
-        ep = DirectUdpEndpoint(self, ip, port, handler)
+        ep = DirectUdpEndpoint(self, ip, port, handler, reply_cache)
         self._udp[(ip, port)] = ep
         self._udp_keys[(int.from_bytes(ip, "big") << 16) | port] = ep
         return ep

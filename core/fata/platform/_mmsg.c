@@ -10,11 +10,19 @@
  * to Python come from a small direct-mapped cache, since a busy server sees the same few
  * clients again and again.
  *
+ * An appliance may also hand over its memo of immutable answers (set_cache: a dict from a
+ * datagram's bytes after a fixed prefix to the reply's bytes after that prefix, the DNS
+ * query and answer minus their ID).  A datagram found there is answered here, in the
+ * buffer it arrived in, and only the others go up to Python: for a memoised DNS answer
+ * the Python call and its objects were most of what was left above the kernel.  What goes
+ * in the memo, and when it is cleared, stays the appliance's (Python) business.
+ *
  * Only I/O lives here: no protocol logic.  When the module is missing (no compiler at
  * install time) fata.platform.socket_stack falls back to recvfrom/sendto.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +44,12 @@ typedef struct {
     unsigned int batch;
     size_t bufsize;
     unsigned int received; /* datagrams of the last recv(), whose sources reply() uses */
+    unsigned int misses;   /* of those, how many went up to Python (the rest were hits) */
+    unsigned int *miss_index;  /* datagram index of each miss, in order */
+    size_t *answered;      /* per datagram: length of the reply built from the cache, or 0 */
+    PyObject *cache;       /* dict or NULL */
+    Py_ssize_t prefix;     /* bytes of the datagram kept at the front of a cached reply */
+    unsigned long long hits;
     char *buffers;
     struct mmsghdr *msgs;
     struct iovec *iovs;
@@ -58,6 +72,9 @@ static void Batch_dealloc(Batch *self) {
     PyMem_Free(self->msgs);
     PyMem_Free(self->iovs);
     PyMem_Free(self->addrs);
+    PyMem_Free(self->miss_index);
+    PyMem_Free(self->answered);
+    Py_XDECREF(self->cache);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -87,8 +104,11 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
     self->out_iovs = PyMem_Calloc(batch, sizeof(struct iovec));
     self->peers = PyMem_Calloc(PEER_SLOTS, sizeof(PeerSlot));
     self->held = PyMem_Calloc(batch, sizeof(PyObject *));
+    self->miss_index = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->answered = PyMem_Calloc(batch, sizeof(size_t));
     if (!self->buffers || !self->msgs || !self->iovs || !self->addrs || !self->out
-        || !self->out_iovs || !self->peers || !self->held) {
+        || !self->out_iovs || !self->peers || !self->held || !self->miss_index
+        || !self->answered) {
         PyErr_NoMemory();
         return -1;
     }
@@ -139,7 +159,8 @@ static PyObject *peer_for(Batch *self, const struct sockaddr_storage *sa, sockle
 PyDoc_STRVAR(Batch_recv_doc,
 "recv() -> list[tuple[bytes, tuple]]\n\n"
 "Up to `batch` (datagram, source address) pairs waiting on the socket, without blocking:\n"
-"an empty list when none is waiting.");
+"an empty list when none is waiting.  With a cache set, datagrams it answers are not in\n"
+"the list (their replies go out with the next reply()); `received` counts them all.");
 
 /* recvmmsg into the buffers: the count, 0 when nothing is waiting, -1 with an exception. */
 static int receive(Batch *self) {
@@ -202,10 +223,11 @@ static Py_ssize_t send_out(Batch *self, unsigned int n) {
     return dropped;
 }
 
-/* Point out[n] at data, addressed to the source of received datagram i. */
-static void prepare_out(Batch *self, unsigned int n, unsigned int i, PyObject *data) {
-    self->out_iovs[n].iov_base = PyBytes_AS_STRING(data);
-    self->out_iovs[n].iov_len = (size_t)PyBytes_GET_SIZE(data);
+/* Point out[n] at len bytes from buf, addressed to the source of received datagram i. */
+static void prepare_out(Batch *self, unsigned int n, unsigned int i, void *buf, size_t len) {
+    self->out_iovs[n].iov_base = buf;
+    self->out_iovs[n].iov_len = len;
+    self->held[n] = NULL;
     struct msghdr *h = &self->out[n].msg_hdr;
     memset(h, 0, sizeof *h);
     h->msg_iov = &self->out_iovs[n];
@@ -230,14 +252,43 @@ static PyObject *as_bytes(PyObject *data) {
     return copy;
 }
 
+/* Answer datagram i from the cache, in its own buffer; 1 if it was answered, 0 if not,
+ * -1 with an exception. */
+static int from_cache(Batch *self, unsigned int i) {
+    size_t len = self->msgs[i].msg_len;
+    if (!self->cache || len <= (size_t)self->prefix)
+        return 0;
+    char *buf = self->iovs[i].iov_base;
+    PyObject *key = PyBytes_FromStringAndSize(buf + self->prefix, (Py_ssize_t)len - self->prefix);
+    if (!key)
+        return -1;
+    PyObject *tail = PyDict_GetItemWithError(self->cache, key); /* borrowed */
+    Py_DECREF(key);
+    if (!tail)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyBytes_Check(tail) || (size_t)self->prefix + (size_t)PyBytes_GET_SIZE(tail) > self->bufsize)
+        return 0; /* not something we can send: the handler decides */
+    memcpy(buf + self->prefix, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail));
+    self->answered[i] = (size_t)self->prefix + (size_t)PyBytes_GET_SIZE(tail);
+    self->hits++;
+    return 1;
+}
+
 static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored)) {
     int got = receive(self);
     if (got < 0)
         return NULL;
-    PyObject *out = PyList_New(got);
+    PyObject *out = PyList_New(0);
     if (!out)
         return NULL;
+    self->misses = 0;
     for (int i = 0; i < got; i++) {
+        self->answered[i] = 0;
+        int hit = from_cache(self, (unsigned int)i);
+        if (hit < 0)
+            goto fail;
+        if (hit)
+            continue;
         PyObject *peer = peer_for(self, &self->addrs[i], self->msgs[i].msg_hdr.msg_namelen);
         if (!peer)
             goto fail;
@@ -249,13 +300,19 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored)) {
         PyObject *item = PyTuple_Pack(2, data, peer);
         Py_DECREF(data);
         Py_DECREF(peer);
-        if (!item)
+        if (!item || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
             goto fail;
-        PyList_SET_ITEM(out, i, item);
+        }
+        Py_DECREF(item);
+        self->miss_index[self->misses++] = (unsigned int)i;
     }
     self->received = (unsigned int)got;
     return out;
 fail:
+    self->misses = 0;
+    for (int i = 0; i < got; i++)
+        self->answered[i] = 0;
     Py_DECREF(out);
     return NULL;
 }
@@ -263,8 +320,8 @@ fail:
 PyDoc_STRVAR(Batch_reply_doc,
 "reply(replies: list[bytes-like | None]) -> int\n\n"
 "Send replies[i] to the source of the i-th datagram of the last recv(), skipping None,\n"
-"with one sendmmsg for the lot; returns how many were dropped (a full socket buffer or an\n"
-"unreachable peer drops, as UDP does).");
+"together with the answers the cache gave, with one sendmmsg for the lot; returns how\n"
+"many were dropped (a full socket buffer or an unreachable peer drops, as UDP does).");
 
 static PyObject *Batch_reply(Batch *self, PyObject *replies) {
     if (!PyList_Check(replies)) {
@@ -272,30 +329,66 @@ static PyObject *Batch_reply(Batch *self, PyObject *replies) {
         return NULL;
     }
     Py_ssize_t total = PyList_GET_SIZE(replies);
-    if (total > (Py_ssize_t)self->received) {
+    if (total > (Py_ssize_t)self->misses) {
         PyErr_SetString(PyExc_ValueError, "more replies than datagrams received");
         return NULL;
     }
     /* Our own references keep the replies alive while the GIL is released. */
     unsigned int n = 0;
-    for (Py_ssize_t i = 0; i < total; i++) {
-        PyObject *item = PyList_GET_ITEM(replies, i);
+    unsigned int k = 0; /* the next miss */
+    for (unsigned int i = 0; i < self->received; i++) {
+        if (self->answered[i]) {
+            prepare_out(self, n++, i, self->iovs[i].iov_base, self->answered[i]);
+            continue;
+        }
+        if (k >= self->misses || self->miss_index[k] != i)
+            continue; /* answered and sent by an earlier reply() */
+        if (k >= (unsigned int)total) {
+            k++;
+            continue;
+        }
+        PyObject *item = PyList_GET_ITEM(replies, k++);
         if (item == Py_None)
             continue;
         PyObject *data = as_bytes(item);
         if (!data) {
-            for (unsigned int k = 0; k < n; k++)
-                Py_DECREF(self->held[k]);
+            for (unsigned int j = 0; j < n; j++)
+                Py_XDECREF(self->held[j]);
             return NULL;
         }
-        self->held[n] = data;
-        prepare_out(self, n, (unsigned int)i, data);
-        n++;
+        prepare_out(self, n, i, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+        self->held[n++] = data;
     }
     Py_ssize_t dropped = send_out(self, n);
-    for (unsigned int k = 0; k < n; k++)
-        Py_DECREF(self->held[k]);
+    for (unsigned int i = 0; i < self->received; i++)
+        self->answered[i] = 0; /* the cache's answers go out once */
+    for (unsigned int j = 0; j < n; j++)
+        Py_XDECREF(self->held[j]);
     return PyLong_FromSsize_t(dropped);
+}
+
+PyDoc_STRVAR(Batch_set_cache_doc,
+"set_cache(cache: dict[bytes, bytes] | None, prefix: int = 0) -> None\n\n"
+"Answer from `cache` the datagrams whose bytes after the first `prefix` are one of its\n"
+"keys: the reply is those `prefix` bytes followed by the value.  The dict is kept (not\n"
+"copied): the caller may go on filling and clearing it.");
+
+static PyObject *Batch_set_cache(Batch *self, PyObject *args) {
+    PyObject *cache;
+    Py_ssize_t prefix = 0;
+    if (!PyArg_ParseTuple(args, "O|n", &cache, &prefix))
+        return NULL;
+    if (cache != Py_None && !PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "the cache must be a dict or None");
+        return NULL;
+    }
+    if (prefix < 0 || prefix > 512) {
+        PyErr_SetString(PyExc_ValueError, "prefix must be 0..512");
+        return NULL;
+    }
+    Py_XSETREF(self->cache, cache == Py_None ? NULL : Py_NewRef(cache));
+    self->prefix = prefix;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(Batch_close_doc,
@@ -313,6 +406,7 @@ static PyMethodDef Batch_methods[] = {
     {"recv", (PyCFunction)Batch_recv, METH_NOARGS, Batch_recv_doc},
     {"reply", (PyCFunction)Batch_reply, METH_O, Batch_reply_doc},
     {"close", (PyCFunction)Batch_close, METH_NOARGS, Batch_close_doc},
+    {"set_cache", (PyCFunction)Batch_set_cache, METH_VARARGS, Batch_set_cache_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -320,6 +414,13 @@ PyDoc_STRVAR(Batch_doc,
 "Batch(fd, batch=64, bufsize=65535)\n\n"
 "recvmmsg/sendmmsg on a non-blocking datagram socket, `batch` messages per call.\n"
 "The socket stays owned by the caller, who must keep it open while this is used.");
+
+static PyMemberDef Batch_members[] = {
+    {"received", T_UINT, offsetof(Batch, received), READONLY,
+     "datagrams the last recv() took from the socket, cache hits included"},
+    {"hits", T_ULONGLONG, offsetof(Batch, hits), READONLY, "datagrams answered from the cache"},
+    {NULL, 0, 0, 0, NULL},
+};
 
 static PyTypeObject BatchType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -329,6 +430,7 @@ static PyTypeObject BatchType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = Batch_doc,
     .tp_methods = Batch_methods,
+    .tp_members = Batch_members,
     .tp_init = (initproc)Batch_init,
     .tp_new = PyType_GenericNew,
 };
