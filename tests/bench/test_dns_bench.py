@@ -76,3 +76,21 @@ def test_missing_peers_are_reported_as_missing(harness, tmp_path, monkeypatch) -
     assert record["install_log"] == ["not installing bind9, knot, nsd (--no-install)"]
     assert (out / "dns-bench.png").exists()
     assert rows["fata"]["qps"] is not None and rows["fata"]["qps"] > 0, rows["fata"]["problems"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--server-cpu needs root (a cgroup)")
+def test_server_cpu_caps_the_server(harness, tmp_path) -> None:
+    """With --server-cpu the server is held to that share of its core, and the run says so."""
+    out = tmp_path / "out"
+    status = harness.main(["--quick", "--duration", "2", "--against", "", "--server-cpu", "25",
+                           "--out", str(out), "--no-install"])
+    record = _record(out)
+    (row,) = record["results"]
+    if row["status"] == "no CPU cap":
+        pytest.skip(f"no cgroup CPU controller here: {row['problems']}")
+    assert status == 0, row["problems"]
+    assert record["config"]["server_cpu_pct"] == 25
+    assert row["qps"] > 0 and row["correct"] is True
+    assert row["server_cpu_pct"] < 40, row  # uncapped, the server's core is ~100% busy
+    assert "capped at 25% of it" in (out / "dns-bench.txt").read_text()
+    assert not [p for p in Path("/sys/fs/cgroup/cpu").glob("fata-bench-*")]  # cleaned up

@@ -90,6 +90,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-install", action="store_true", help="never apt-get install missing servers"
     )
+    p.add_argument(
+        "--server-cpu",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="cap every server at this share of its core (a cgroup CPU limit), so that the "
+        "servers and not dnsperf are the bottleneck (default: no cap)",
+    )
     return p
 
 
@@ -108,6 +116,7 @@ class Settings:
     install: bool
     fata: Path | None
     sample_size: int
+    server_cpu: float | None = None
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -115,6 +124,8 @@ def settings(args: argparse.Namespace) -> Settings:
     rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
     if rounds < 1:
         raise ValueError("--rounds must be at least 1")
+    if args.server_cpu is not None and not 1 <= args.server_cpu <= 100:
+        raise ValueError("--server-cpu is a percentage of one core: 1..100")
     return Settings(
         sizes=args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES),
         duration=args.duration or (QUICK_DURATION if args.quick else DEFAULT_DURATION),
@@ -127,4 +138,5 @@ def settings(args: argparse.Namespace) -> Settings:
         install=not args.no_install,
         fata=args.fata.resolve() if args.fata else None,
         sample_size=40 if args.quick else 200,
+        server_cpu=args.server_cpu,
     )

@@ -218,8 +218,9 @@ def write_outputs(
 ) -> dict[str, Path]:
     """The table (text), the JSON record and the PNG chart, under ``cfg.out``."""
     cfg.out.mkdir(parents=True, exist_ok=True)
+    cap = "" if cfg.server_cpu is None else f", each server capped at {cfg.server_cpu:g}% of it"
     title = (
-        f"DNS: queries per second, UDP, one pinned core (server core {cfg.core}, "
+        f"DNS: queries per second, UDP, one pinned core (server core {cfg.core}{cap}, "
         f"dnsperf core {cfg.load_core}, median of {cfg.rounds} run(s) of {cfg.duration:g} s)"
     )
     text = report.render_table(table_rows(rows), COLUMNS, title)
@@ -236,6 +237,7 @@ def write_outputs(
             "rounds": cfg.rounds,
             "server_core": cfg.core,
             "load_core": cfg.load_core,
+            "server_cpu_pct": cfg.server_cpu,
             "quick": cfg.quick,
             "transport": "udp",
             "dnsperf": {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fata.bench import report
 
-from . import check, dnsperf, process, zones
+from . import check, cpucap, dnsperf, process, zones
 from .install import ensure_installed
 from .options import HOST, REPO, Settings, parser, settings
 from .peers import PEERS, Fata, Server
@@ -87,9 +87,16 @@ def measure(server: Server, missing: str | None, case: Case, cfg: Settings, work
         verdict = check.check_server(HOST, port, zone, case.sample)
         row.correct, row.checked = verdict.ok, verdict.checked
         row.problems.extend(verdict.failures)
-        _load(row, running, port, case, cfg)
+        if cfg.server_cpu is None:
+            _load(row, running, port, case, cfg)
+        else:
+            with cpucap.capped(process.threads(running.pid), cfg.server_cpu / 100):
+                _load(row, running, port, case, cfg)
         if not row.correct:
             row.status = "WRONG ANSWERS"
+    except cpucap.CapError as exc:
+        row.status = "no CPU cap"
+        row.problems.append(str(exc))
     except process.StartError as exc:
         row.status = "failed to start"
         row.problems.append(str(exc))
