@@ -242,7 +242,8 @@ def write_outputs(
             "transport": "udp",
             "dnsperf": {
                 "clients": dnsperf.CLIENTS,
-                "outstanding": dnsperf.OUTSTANDING,
+                "outstanding": dnsperf.OUTSTANDING if cfg.server_cpu is None
+                else dnsperf.OUTSTANDING_CAPPED,
                 "threads": 1,
                 "timeout_s": dnsperf.TIMEOUT,
             },
