@@ -262,6 +262,30 @@ def test_udp_listen_with_a_reply_cache(batched: bool) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("batched", IO_PATHS)
+def test_a_reply_of_the_wrong_type_is_a_handler_error(batched: bool) -> None:
+    """A handler returning str fails that datagram only; bytearray is sent as bytes."""
+    async def main() -> None:
+        stack = _stack(batched)
+        answers = {b"text": "not bytes", b"array": bytearray(b"array!"), b"fine": b"fine!"}
+        endpoint = await stack.udp_listen("127.0.0.1", 0, lambda data, peer: answers[data])
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setblocking(False)
+        for payload in (b"text", b"array", b"fine"):
+            client.sendto(payload, endpoint.local)
+        await asyncio.sleep(0.1)
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(client.recv(100))
+        assert got == [b"array!", b"fine!"]
+        assert endpoint.handler_errors == 1
+        client.close()
+        await stack.close()
+
+    run(main())
+
+
 def test_mmsg_over_ipv6() -> None:
     if not _mmsg_built():
         pytest.skip("no C compiler at install time, so no fata.platform._mmsg")

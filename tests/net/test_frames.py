@@ -296,3 +296,20 @@ def test_fast_path_answers_from_the_reply_cache() -> None:
         await stack.close()
 
     asyncio.run(main())
+
+
+def test_a_reply_of_the_wrong_type_is_a_handler_error_not_a_lost_batch() -> None:
+    async def main() -> None:
+        netif = Recorder(True)
+        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        answers = {b"text": "not bytes", b"array": bytearray(b"array!"), b"fine": b"fine!"}
+        await stack.udp_listen("10.9.0.2", 53, lambda data, peer: answers[data])
+        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
+        batch = [_udp_frame(b"text", 1001), _udp_frame(b"array", 1002), _udp_frame(b"fine", 1003)]
+        stack._on_frames(batch, b"\x01" * 3)
+        assert [f[42:] for f in netif.sent] == [b"array!", b"fine!"]
+        assert stack.stats()["udp_handler_errors"] == 1
+        assert "internal_errors" not in stack.stats()
+        await stack.close()
+
+    asyncio.run(main())

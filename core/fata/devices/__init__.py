@@ -19,6 +19,7 @@ from fata.devices.stack import (
     Stack,
     TcpListener,
     UdpEndpoint,
+    reply_bytes,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "Stack",
     "TcpListener",
     "UdpEndpoint",
+    "reply_bytes",
 ]

@@ -24,6 +24,14 @@ DatagramHandler = Callable[[bytes, Address], "bytes | None"]
 to the sender from the same endpoint.  Must not block; it runs on the event loop."""
 
 
+def reply_bytes(reply: object) -> bytes:
+    """A datagram handler's reply that is not ``bytes`` as bytes (bytearray, memoryview), or
+    a ``TypeError`` that names the mistake, which adapters count as the handler failing."""
+    if isinstance(reply, bytes | bytearray | memoryview):
+        return bytes(reply)
+    raise TypeError(f"a datagram handler must return bytes or None, not {type(reply).__name__}")
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyCache:
     """Answers a platform may give without calling the datagram handler.

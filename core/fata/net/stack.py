@@ -27,6 +27,7 @@ from fata.devices import (
     Stack,
     TcpListener,
     UdpEndpoint,
+    reply_bytes,
 )
 from fata.net import arp, checksum, dhcp, ethernet, icmp, ipv4, tcp_wire, udp
 from fata.net.errors import ParseError
@@ -290,46 +291,54 @@ class DirectStack(Stack):
         offload = self.netif.csum_offload
         now = self.loop.time()
         for frame, vouched in zip(frames, trusted, strict=True):
-            if len(frame) >= 42 and frame[23] == 17:
-                (ew, total, ident, frag_proto, csum, src, dst, sport, dport, ulen,
-                 ucsum) = unpack(frame)
-                ep = keys.get((dst << 16) | dport) or keys.get(dport)
-                if ep is not None and ew >> 8 == 0x080045 and frag_proto & 0x3FFF00FF == 17 and \
-                        dst in local and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
-                        not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
-                        not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
-                            frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
-                    memo = ep.memo
-                    tail = None if memo is None else memo[0].get(frame[memo[2]:34 + ulen])
-                    if tail is not None:
-                        reply = frame[42:memo[2]] + tail
-                    else:
-                        peer_ip = names.get(src)
-                        if peer_ip is None:
-                            if len(names) > 4096:
-                                names.clear()
-                            peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
-                        try:
-                            reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
-                        except Exception as exc:  # one bad datagram must not stop the port
-                            self._handler_failed(ep, exc)
+            try:
+                if len(frame) >= 42 and frame[23] == 17:
+                    (ew, total, ident, frag_proto, csum, src, dst, sport, dport, ulen,
+                     ucsum) = unpack(frame)
+                    ep = keys.get((dst << 16) | dport) or keys.get(dport)
+                    if ep is not None and ew >> 8 == 0x080045 and frag_proto & 0x3FFF00FF == 17 and \
+                            dst in local and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
+                            not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
+                            not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
+                                frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
+                        memo = ep.memo
+                        tail = None if memo is None else memo[0].get(frame[memo[2]:34 + ulen])
+                        if tail is not None:
+                            reply = frame[42:memo[2]] + tail
+                        else:
+                            peer_ip = names.get(src)
+                            if peer_ip is None:
+                                if len(names) > 4096:
+                                    names.clear()
+                                peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
+                            try:
+                                reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
+                                if reply is None:
+                                    continue
+                                if reply.__class__ is not bytes:
+                                    reply = reply_bytes(reply)
+                            except Exception as exc:  # one bad datagram must not stop the port
+                                self._handler_failed(ep, exc)
+                                continue
+                        route = routes.get(src)
+                        rlen = len(reply)
+                        if route is None or rlen > room or route[1] < now:
+                            self._udp_reply_slow(dst, dport, src, sport, reply, out)
                             continue
-                        if reply is None:
-                            continue
-                    route = routes.get(src)
-                    rlen = len(reply)
-                    if route is None or rlen > room or route[1] < now:
-                        self._udp_reply_slow(dst, dport, src, sport, reply, out)
+                        head, _until, ip_sum, addresses, udp_sum = route
+                        ulen = 8 + rlen
+                        ident = self._ident = (self._ident + 1) & 0xFFFF
+                        out.append((head, pack(
+                            0x4500, 20 + ulen, ident, 0x4011, _M - (ip_sum + ulen + ident) % _M,
+                            addresses, dport, sport, ulen, (udp_sum + ulen) % _M if offload else
+                            checksum.finish(udp_sum + ulen + dport + sport + ulen +
+                                            checksum.partial(reply))), reply))
                         continue
-                    head, _until, ip_sum, addresses, udp_sum = route
-                    ulen = 8 + rlen
-                    ident = self._ident = (self._ident + 1) & 0xFFFF
-                    out.append((head, pack(
-                        0x4500, 20 + ulen, ident, 0x4011, _M - (ip_sum + ulen + ident) % _M,
-                        addresses, dport, sport, ulen, (udp_sum + ulen) % _M if offload else
-                        checksum.finish(udp_sum + ulen + dport + sport + ulen +
-                                        checksum.partial(reply))), reply))
-                    continue
+            except Exception as exc:  # never lose the rest of the batch
+                self._count("internal_errors")
+                if self.console is not None:
+                    self.console.error(f"net: datagram fast path failed: {exc!r}")
+                continue
             if out:
                 self._send_replies(out)
                 out = []
@@ -454,6 +463,8 @@ class DirectStack(Stack):
             return
         try:
             reply = ep.handler(bytes(data), (ipv4.ntoa(hdr.src), sport))
+            if reply is not None and reply.__class__ is not bytes:
+                reply = reply_bytes(reply)
         except Exception as exc:
             self._count("udp_handler_errors")
             if self.console is not None:

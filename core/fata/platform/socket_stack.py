@@ -27,6 +27,7 @@ from fata.devices import (
     Stack,
     TcpListener,
     UdpEndpoint,
+    reply_bytes,
 )
 from fata.platform import PlatformError
 from fata.runtime import trace
@@ -106,7 +107,10 @@ class SocketUdpEndpoint(UdpEndpoint):
             append = replies.append
             for data, peer in batch:
                 try:
-                    append(handler(data, peer))
+                    answer = handler(data, peer)
+                    if answer is not None and answer.__class__ is not bytes:
+                        answer = reply_bytes(answer)
+                    append(answer)
                 except Exception as exc:
                     append(None)
                     self._handler_failed(exc)
@@ -131,6 +135,8 @@ class SocketUdpEndpoint(UdpEndpoint):
             count += 1
             try:
                 reply = handler(data, peer)
+                if reply is not None and reply.__class__ is not bytes:
+                    reply = reply_bytes(reply)
             except Exception as exc:
                 self._handler_failed(exc)
                 continue
