@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import time
@@ -284,6 +285,77 @@ def test_a_reply_of_the_wrong_type_is_a_handler_error(batched: bool) -> None:
         await stack.close()
 
     run(main())
+
+
+GSO_ECHO = r"""
+import socket, sys, time
+from fata.platform._mmsg import Batch
+gso = sys.argv[1] == "1"
+sizes = [int(x) for x in sys.argv[2].split(",")]
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 0))
+server.setblocking(False)
+clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for c in clients:
+    c.bind(("127.0.0.1", 0))
+    c.settimeout(2)
+batch = Batch(server.fileno(), 64, 4096, gso=gso)
+assert batch.gso == gso, batch.gso
+sent = {0: [], 1: []}
+for n, size in enumerate(sizes):  # interleaved clients, runs of equal sizes and changes
+    who = n % 2
+    data = bytes([n]) * size
+    clients[who].sendto(data, server.getsockname())
+    sent[who].append(data)
+time.sleep(0.1)
+got = batch.recv()
+assert len(got) == len(sizes), len(got)
+assert batch.reply([data for data, _ in got]) == 0
+for who, c in enumerate(clients):
+    echoed = [c.recv(4096) for _ in sent[who]]
+    assert echoed == sent[who], (who, [len(e) for e in echoed], [len(s) for s in sent[who]])
+print("ok")
+"""
+
+SIZES = "100,100,100,100,100,100,50,50,100,100,2000,2000,2000,2000,1,1,1472,1472,1473,1473"
+
+
+@pytest.mark.parametrize("gso", [True, False], ids=["gso", "one-per-datagram"])
+def test_mmsg_replies_keep_each_peers_order_and_boundaries(gso: bool) -> None:
+    """Replies grouped into UDP_SEGMENT messages arrive as the same datagrams, in order."""
+    if not _mmsg_built():
+        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if gso and not Batch(probe.fileno()).gso:
+        pytest.skip("this kernel has no UDP_SEGMENT (Linux < 4.18)")
+    probe.close()
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", GSO_ECHO, "1" if gso else "0", SIZES],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                    reason="needs root and ip (a network namespace with a small-MTU loopback)")
+def test_mmsg_segment_larger_than_the_path_mtu_falls_back_to_single_datagrams() -> None:
+    """A segment size the path refuses (EINVAL) is sent datagram by datagram instead."""
+    if not _mmsg_built():
+        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
+    import subprocess
+    import sys
+
+    ns = f"fgso{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", "1280", "up"], check=True)
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", GSO_ECHO, "1",
+                              "1400,1400,1400,1400,100,100"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "ok", out.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def test_mmsg_over_ipv6() -> None:

@@ -27,10 +27,18 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define PEER_SLOTS 256 /* direct-mapped cache of address tuples; a power of two */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h: UDP generic segmentation offload, Linux 4.18 */
+#endif
+#define GSO_MAX_SEGMENT 1472 /* larger replies go alone: a 1500-byte MTU path refuses them */
+#define GSO_MAX_COUNT 64     /* the kernel's UDP_MAX_SEGMENTS on older kernels */
+#define GSO_MAX_BYTES 65000  /* one UDP datagram's worth */
 
 typedef struct {
     struct sockaddr_storage sa;
@@ -56,6 +64,15 @@ typedef struct {
     struct sockaddr_storage *addrs;
     struct mmsghdr *out;
     struct iovec *out_iovs;
+    /* replies queued by prepare_out(), grouped into messages by send_out() */
+    struct iovec *pend_iovs;
+    unsigned int *pend_idx;   /* the datagram each reply answers */
+    unsigned int *group_of;   /* per reply: its message */
+    unsigned int *group_first, *group_count, *group_fill;
+    size_t *group_size;
+    char *open;               /* per message: may still take replies */
+    char *cmsgs;              /* per message: a UDP_SEGMENT control message */
+    int gso;                  /* the kernel takes UDP_SEGMENT on this socket */
     PyObject **held; /* the replies being sent, kept alive while the GIL is released */
     PeerSlot *peers;
 } Batch;
@@ -74,16 +91,26 @@ static void Batch_dealloc(Batch *self) {
     PyMem_Free(self->addrs);
     PyMem_Free(self->miss_index);
     PyMem_Free(self->answered);
+    PyMem_Free(self->pend_iovs);
+    PyMem_Free(self->pend_idx);
+    PyMem_Free(self->group_of);
+    PyMem_Free(self->group_first);
+    PyMem_Free(self->group_count);
+    PyMem_Free(self->group_fill);
+    PyMem_Free(self->group_size);
+    PyMem_Free(self->open);
+    PyMem_Free(self->cmsgs);
     Py_XDECREF(self->cache);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "batch", "bufsize", NULL};
+    static char *kwlist[] = {"fd", "batch", "bufsize", "gso", NULL};
     int fd;
     unsigned int batch = 64;
     Py_ssize_t bufsize = 65535;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|In", kwlist, &fd, &batch, &bufsize))
+    int gso = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|Inp", kwlist, &fd, &batch, &bufsize, &gso))
         return -1;
     if (self->buffers) {
         PyErr_SetString(PyExc_RuntimeError, "Batch is already initialised");
@@ -106,12 +133,27 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds) {
     self->held = PyMem_Calloc(batch, sizeof(PyObject *));
     self->miss_index = PyMem_Calloc(batch, sizeof(unsigned int));
     self->answered = PyMem_Calloc(batch, sizeof(size_t));
+    self->pend_iovs = PyMem_Calloc(batch, sizeof(struct iovec));
+    self->pend_idx = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->group_of = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->group_first = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->group_count = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->group_fill = PyMem_Calloc(batch, sizeof(unsigned int));
+    self->group_size = PyMem_Calloc(batch, sizeof(size_t));
+    self->open = PyMem_Calloc(batch, 1);
+    self->cmsgs = PyMem_Calloc(batch, CMSG_SPACE(sizeof(uint16_t)));
     if (!self->buffers || !self->msgs || !self->iovs || !self->addrs || !self->out
         || !self->out_iovs || !self->peers || !self->held || !self->miss_index
-        || !self->answered) {
+        || !self->answered || !self->pend_iovs || !self->pend_idx || !self->group_of
+        || !self->group_first || !self->group_count || !self->group_fill || !self->group_size
+        || !self->open || !self->cmsgs) {
         PyErr_NoMemory();
         return -1;
     }
+    /* Probe: setting the socket's own segment size to 0 changes nothing, and fails where
+     * the kernel (or the socket: not UDP) has no UDP_SEGMENT. */
+    int zero = 0;
+    self->gso = gso && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
     return 0;
 }
 
@@ -200,21 +242,112 @@ static int receive(Batch *self) {
     return got;
 }
 
-/* sendmmsg the first n prepared messages of self->out; returns how many were dropped. */
+/* Same source address for datagrams i and j (so their replies share a destination). */
+static int same_peer(Batch *self, unsigned int i, unsigned int j) {
+    socklen_t len = self->msgs[i].msg_hdr.msg_namelen;
+    return len == self->msgs[j].msg_hdr.msg_namelen
+           && memcmp(&self->addrs[i], &self->addrs[j], len) == 0;
+}
+
+/* Arrange the n queued replies into messages: consecutive replies of one size to one peer
+ * share a message that the kernel cuts into datagrams (UDP_SEGMENT), so the send path
+ * (route lookup, skb, IP output, device) runs once for the lot; on loopback that was 3.6
+ * µs of system time per datagram alone against 1.5 µs in fours.  Replies to one peer keep
+ * their order, since a message only ever takes that peer's *next* reply.  Returns the
+ * number of messages. */
+static unsigned int group_replies(Batch *self, unsigned int n) {
+    unsigned int groups = 0;
+    for (unsigned int j = 0; j < n; j++) {
+        unsigned int i = self->pend_idx[j];
+        size_t len = self->pend_iovs[j].iov_len;
+        unsigned int k = groups;
+        if (self->gso) {
+            for (unsigned int g = 0; g < groups; g++) {
+                if (!self->open[g] || !same_peer(self, self->group_first[g], i))
+                    continue;
+                if (self->group_size[g] == len && len && len <= GSO_MAX_SEGMENT
+                    && self->group_count[g] < GSO_MAX_COUNT
+                    && (self->group_count[g] + 1) * len <= GSO_MAX_BYTES)
+                    k = g;
+                else
+                    self->open[g] = 0; /* a different size: this peer's next message */
+                break;
+            }
+        }
+        if (k == groups) {
+            groups++;
+            self->group_first[k] = i;
+            self->group_count[k] = 0;
+            self->group_size[k] = len;
+            self->open[k] = 1;
+        }
+        self->group_of[j] = k;
+        self->group_count[k]++;
+    }
+    unsigned int offset = 0;
+    for (unsigned int k = 0; k < groups; k++) {
+        self->group_fill[k] = offset;
+        struct msghdr *h = &self->out[k].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_iov = &self->out_iovs[offset];
+        h->msg_iovlen = self->group_count[k];
+        h->msg_name = &self->addrs[self->group_first[k]];
+        h->msg_namelen = self->msgs[self->group_first[k]].msg_hdr.msg_namelen;
+        if (self->group_count[k] > 1) {
+            char *control = self->cmsgs + (size_t)k * CMSG_SPACE(sizeof(uint16_t));
+            h->msg_control = control;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t size = (uint16_t)self->group_size[k];
+            memcpy(CMSG_DATA(c), &size, sizeof size);
+        }
+        offset += self->group_count[k];
+    }
+    for (unsigned int j = 0; j < n; j++)
+        self->out_iovs[self->group_fill[self->group_of[j]]++] = self->pend_iovs[j];
+    return groups;
+}
+
+/* Message k failed as a whole: send its datagrams one by one; returns how many failed. */
+static Py_ssize_t send_singly(Batch *self, unsigned int k) {
+    struct msghdr one = self->out[k].msg_hdr;
+    one.msg_control = NULL;
+    one.msg_controllen = 0;
+    one.msg_iovlen = 1;
+    Py_ssize_t failed = 0;
+    for (unsigned int m = 0; m < self->group_count[k]; m++) {
+        one.msg_iov = self->out[k].msg_hdr.msg_iov + m;
+        ssize_t r;
+        do {
+            r = sendmsg(self->fd, &one, MSG_DONTWAIT);
+        } while (r < 0 && errno == EINTR);
+        failed += r < 0;
+    }
+    return failed;
+}
+
+/* Send the n replies queued by prepare_out(); returns how many were dropped. */
 static Py_ssize_t send_out(Batch *self, unsigned int n) {
     Py_ssize_t dropped = 0;
-    unsigned int sent = 0;
     if (self->fd < 0)
         return n;
-    while (sent < n) {
+    unsigned int groups = group_replies(self, n);
+    unsigned int sent = 0;
+    while (sent < groups) {
         int r;
         Py_BEGIN_ALLOW_THREADS
         do {
-            r = sendmmsg(self->fd, self->out + sent, n - sent, MSG_DONTWAIT);
+            r = sendmmsg(self->fd, self->out + sent, groups - sent, MSG_DONTWAIT);
         } while (r < 0 && errno == EINTR);
         Py_END_ALLOW_THREADS
         if (r <= 0) { /* the first unsent message failed: drop it and go on */
-            dropped++;
+            if (self->group_count[sent] > 1)
+                dropped += send_singly(self, sent); /* e.g. a path MTU below the size */
+            else
+                dropped++;
             sent++;
         } else {
             sent += (unsigned int)r;
@@ -223,17 +356,12 @@ static Py_ssize_t send_out(Batch *self, unsigned int n) {
     return dropped;
 }
 
-/* Point out[n] at len bytes from buf, addressed to the source of received datagram i. */
+/* Queue reply n: len bytes from buf, to the source of received datagram i. */
 static void prepare_out(Batch *self, unsigned int n, unsigned int i, void *buf, size_t len) {
-    self->out_iovs[n].iov_base = buf;
-    self->out_iovs[n].iov_len = len;
+    self->pend_iovs[n].iov_base = buf;
+    self->pend_iovs[n].iov_len = len;
+    self->pend_idx[n] = i;
     self->held[n] = NULL;
-    struct msghdr *h = &self->out[n].msg_hdr;
-    memset(h, 0, sizeof *h);
-    h->msg_iov = &self->out_iovs[n];
-    h->msg_iovlen = 1;
-    h->msg_name = &self->addrs[i];
-    h->msg_namelen = self->msgs[i].msg_hdr.msg_namelen;
 }
 
 /* data as bytes (a new reference): bytes-like objects are copied, so nothing can resize them
@@ -411,7 +539,7 @@ static PyMethodDef Batch_methods[] = {
 };
 
 PyDoc_STRVAR(Batch_doc,
-"Batch(fd, batch=64, bufsize=65535)\n\n"
+"Batch(fd, batch=64, bufsize=65535, gso=True)\n\n"
 "recvmmsg/sendmmsg on a non-blocking datagram socket, `batch` messages per call.\n"
 "The socket stays owned by the caller, who must keep it open while this is used.");
 
@@ -419,6 +547,8 @@ static PyMemberDef Batch_members[] = {
     {"received", T_UINT, offsetof(Batch, received), READONLY,
      "datagrams the last recv() took from the socket, cache hits included"},
     {"hits", T_ULONGLONG, offsetof(Batch, hits), READONLY, "datagrams answered from the cache"},
+    {"gso", T_INT, offsetof(Batch, gso), READONLY,
+     "replies of one size to one peer leave as one UDP_SEGMENT message"},
     {NULL, 0, 0, 0, NULL},
 };
 
