@@ -24,7 +24,7 @@ CLIENTS = 4
 OUTSTANDING = 100
 # With --server-cpu the server stops for part of every period; enough queries in flight keep
 # its socket from running dry meanwhile, so the cap and not the window sets the rate.
-OUTSTANDING_CAPPED = 300
+OUTSTANDING_CAPPED = 200
 """Queries in flight at once: enough to keep a single-core server busy, never idle waiting."""
 
 TIMEOUT = 1.0
