@@ -13,6 +13,8 @@ import dns.rrset
 import dns.zone
 import pytest
 from dnstest_util import EXAMPLE_ZONE, ask, make_server, rrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NOERROR, NXDOMAIN, REFUSED, FORMERR, NOTIMP = 0, 3, 5, 1, 4
 
@@ -421,3 +423,68 @@ def test_notify_sender_retransmits_until_acknowledged() -> None:
 
 
 
+
+
+_LABELS = ["nope", "x", "apps", "www", "web", "ftp", "ns1", "sub", "a-b", "Deep", "*", "_tcp",
+           "_sip", "lab", "child", "q"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(labels=st.lists(st.sampled_from(_LABELS), max_size=3),
+       zone=st.sampled_from(["example.org", "lab.example.org", "example.net", "unserved.test"]),
+       qtype=st.sampled_from(["A", "AAAA", "MX", "TXT", "ANY", "DS", "NS", "SOA", "CNAME"]),
+       edns=st.sampled_from([None, 0]), do=st.booleans(), rd=st.booleans(), cd=st.booleans(),
+       payload=st.sampled_from([512, 1232, 4096]), upper=st.booleans())
+def test_fast_nxdomain_agrees_with_the_full_path(labels, zone, qtype, edns, do, rd, cd, payload,
+                                                 upper) -> None:
+    """Where the NXDOMAIN shortcut answers, the full engine gives the same message."""
+    from fata_dns.server import _query_shape
+
+    name = ".".join([*labels, zone])
+    if upper:
+        name = name.upper()
+    q = dns.message.make_query(name, qtype, use_edns=edns if edns is not None else False,
+                               want_dnssec=do and edns is not None, payload=payload)
+    q.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    wire = q.to_wire()
+    shape = _query_shape(wire)
+    assert shape is not None
+    fast = _SERVER._nxdomain_fast(wire, *shape)
+    if fast is None:
+        return
+    full = dns.message.from_wire(_SERVER._answer_bytes(wire, tcp=False))
+    got = dns.message.from_wire(fast)
+    assert got.rcode() == full.rcode() == NXDOMAIN
+    assert got.id == full.id and got.flags == full.flags
+    assert [str(x) for x in got.question] == [str(x) for x in full.question]  # case echoed
+    assert got.answer == full.answer == []
+    assert got.authority == full.authority
+    assert [rr.ttl for rr in got.authority] == [rr.ttl for rr in full.authority]
+    assert (got.edns, got.ednsflags, got.payload) == (full.edns, full.ednsflags, full.payload)
+    assert got.additional == full.additional
+
+
+_SERVER = make_server()
+
+
+def test_fast_nxdomain_takes_only_plain_nxdomain() -> None:
+    from fata_dns.server import _query_shape
+
+    def fast(name: str, qtype: str = "A", **kw) -> bytes | None:
+        wire = dns.message.make_query(name, qtype, **kw).to_wire()
+        return _SERVER._nxdomain_fast(wire, *_query_shape(wire))
+
+    assert fast("nope.example.org") is not None
+    assert fast("zz9.Deep.Example.ORG", "MX", use_edns=0) is not None
+    assert fast("nope.lab.example.org") is not None  # the child zone's own NXDOMAIN
+    assert fast("q.x.apps.example.org") is not None  # below x.apps: no wildcard there
+    assert fast("www.example.org") is None  # exists
+    assert fast("q.apps.example.org") is None  # a wildcard answers
+    assert fast("nope.example.org", want_dnssec=True) is None  # DO: the full path
+    assert fast("nope.example.org", "DS") is None
+    assert fast("nope.unserved.test") is None  # REFUSED: the full path
+    server = make_server()
+    server._answer_bytes = None  # the full path would now fail (as SERVFAIL)
+    for i in range(50):  # a random-name flood: every answer is NXDOMAIN, none parsed fully
+        reply = server.handle_udp(dns.message.make_query(f"r{i}x.example.org", "A").to_wire())
+        assert dns.message.from_wire(reply).rcode() == NXDOMAIN
