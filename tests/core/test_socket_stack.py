@@ -7,6 +7,8 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -28,6 +30,22 @@ def _mmsg_built() -> bool:
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         return False
     pytest.fail("a C compiler is here but fata.platform._mmsg was not built: run `make setup`")
+
+
+@pytest.fixture
+def mmsg_pair():
+    """A non-blocking server socket for a Batch, and a client: both on IPv4 loopback."""
+    if not _mmsg_built():
+        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(2)
+    yield server, client
+    server.close()
+    client.close()
 
 
 IO_PATHS = [
@@ -97,15 +115,8 @@ def test_udp_bursts_from_several_clients_each_get_their_own_replies(batched: boo
     run(main())
 
 
-def test_mmsg_batch_directly() -> None:
-    if not _mmsg_built():
-        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    server.setblocking(False)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.bind(("127.0.0.1", 0))
-    client.settimeout(2)
+def test_mmsg_batch_directly(mmsg_pair) -> None:
+    server, client = mmsg_pair
     batch = Batch(server.fileno(), 8, 2048)
     assert batch.recv() == []  # nothing waiting: no blocking, no error
     for i in range(10):
@@ -146,8 +157,6 @@ def test_mmsg_batch_directly() -> None:
     assert batch.reply([]) == 0
     with pytest.raises(ValueError, match="closed"):
         batch.recv()
-    server.close()
-    client.close()
 
 
 @pytest.mark.parametrize("batched", IO_PATHS)
@@ -181,16 +190,9 @@ def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
     run(main())
 
 
-def test_mmsg_reply_cache_answers_below_python() -> None:
+def test_mmsg_reply_cache_answers_below_python(mmsg_pair) -> None:
     """Datagrams found in the cache never reach Python; replies keep the datagrams' order."""
-    if not _mmsg_built():
-        pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    server.setblocking(False)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.bind(("127.0.0.1", 0))
-    client.settimeout(2)
+    server, client = mmsg_pair
     batch = Batch(server.fileno(), 8, 2048)
     cache = {b"hit": b"-cached", b"big": b"x" * 2047}  # 2 + 2047 > bufsize: not from here
     batch.set_cache(cache, 2)
@@ -224,8 +226,6 @@ def test_mmsg_reply_cache_answers_below_python() -> None:
         batch.set_cache([], 2)
     with pytest.raises(ValueError):
         batch.set_cache({}, -1)
-    server.close()
-    client.close()
 
 
 @pytest.mark.parametrize("batched", IO_PATHS)
@@ -329,9 +329,6 @@ def test_mmsg_replies_keep_each_peers_order_and_boundaries(gso: bool) -> None:
     if gso and not Batch(probe.fileno()).gso:
         pytest.skip("this kernel has no UDP_SEGMENT (Linux < 4.18)")
     probe.close()
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", GSO_ECHO, "1" if gso else "0", SIZES],
                          capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "ok", out.stderr
@@ -343,9 +340,6 @@ def test_mmsg_segment_larger_than_the_path_mtu_falls_back_to_single_datagrams() 
     """A segment size the path refuses (EINVAL) is sent datagram by datagram instead."""
     if not _mmsg_built():
         pytest.skip("no C compiler at install time, so no fata.platform._mmsg")
-    import subprocess
-    import sys
-
     ns = f"fgso{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:

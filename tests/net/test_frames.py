@@ -206,6 +206,16 @@ class Recorder(Netif):
         super().send_many(frames, csum_start=csum_start, csum_offset=csum_offset)
 
 
+def _stack(offload: bool, *, peer_known: bool = True) -> tuple[Recorder, DirectStack]:
+    """A stack at OURS on a Recorder (call it from the event loop), the peer's MAC in its
+    ARP cache unless ``peer_known`` is false."""
+    netif = Recorder(offload)
+    stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+    if peer_known:
+        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
+    return netif, stack
+
+
 def _udp_frame(payload: bytes, sport: int, dport: int = 53, *, bad_ip: bool = False) -> bytes:
     pseudo = checksum.pseudo_header_ipv4(PEER, OURS, udp.PROTO, udp.HEADER_LEN + len(payload))
     datagram = udp.build(sport, dport, payload, pseudo)
@@ -222,10 +232,8 @@ def _arp_request() -> bytes:
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
 def test_batch_replies_match_the_general_path_and_keep_their_order(offload: bool) -> None:
     async def main() -> None:
-        netif = Recorder(offload)
-        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        netif, stack = _stack(offload)
         await stack.udp_listen("10.9.0.2", 53, lambda data, peer: data[::-1] + peer[0].encode())
-        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
         batch = [_udp_frame(b"first", 1001), _udp_frame(b"second", 1002), _arp_request(),
                  _udp_frame(b"bad", 1003, bad_ip=True), _udp_frame(b"closed", 1004, dport=54),
                  _udp_frame(b"third", 1005), _udp_frame(b"odd-length!", 1006)]
@@ -259,8 +267,7 @@ def test_batch_replies_match_the_general_path_and_keep_their_order(offload: bool
 
 def test_first_reply_to_an_unknown_peer_goes_the_general_way_then_fast() -> None:
     async def main() -> None:
-        netif = Recorder(True)
-        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        netif, stack = _stack(True, peer_known=False)
         await stack.udp_listen("0.0.0.0", 53, lambda data, peer: b"ok")
         stack._on_frames([_udp_frame(b"q1", 1001)], b"\x01")
         assert netif.sent[-1][12:14] == b"\x08\x06"  # no MAC yet: an ARP request
@@ -276,8 +283,7 @@ def test_first_reply_to_an_unknown_peer_goes_the_general_way_then_fast() -> None
 
 def test_fast_path_answers_from_the_reply_cache() -> None:
     async def main() -> None:
-        netif = Recorder(True)
-        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        netif, stack = _stack(True)
         calls: list[bytes] = []
         cache: dict[bytes, bytes] = {}
 
@@ -287,7 +293,6 @@ def test_fast_path_answers_from_the_reply_cache() -> None:
             return data[:2] + b"!" + data[2:]
 
         await stack.udp_listen("10.9.0.2", 53, handler, reply_cache=ReplyCache(cache, 2))
-        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
         batch = [_udp_frame(b"01same", 1001), _udp_frame(b"02same", 1002),
                  _udp_frame(b"03other", 1003), _udp_frame(b"04same", 1004)]
         stack._on_frames(batch, b"\x01" * 4)
@@ -300,11 +305,9 @@ def test_fast_path_answers_from_the_reply_cache() -> None:
 
 def test_a_reply_of_the_wrong_type_is_a_handler_error_not_a_lost_batch() -> None:
     async def main() -> None:
-        netif = Recorder(True)
-        stack = DirectStack(netif, Ipv4Config.from_text("10.9.0.2/24"))
+        netif, stack = _stack(True)
         answers = {b"text": "not bytes", b"array": bytearray(b"array!"), b"fine": b"fine!"}
         await stack.udp_listen("10.9.0.2", 53, lambda data, peer: answers[data])
-        stack.arp.cache[PEER] = (PEER_MAC, stack.loop.time() + 60)
         batch = [_udp_frame(b"text", 1001), _udp_frame(b"array", 1002), _udp_frame(b"fine", 1003)]
         stack._on_frames(batch, b"\x01" * 3)
         assert [f[42:] for f in netif.sent] == [b"array!", b"fine!"]

@@ -22,10 +22,12 @@ CLIENTS = 4
 """Simulated clients (source ports): several, so a server cannot win by caching one peer."""
 
 OUTSTANDING = 100
-# With --server-cpu the server stops for part of every period; enough queries in flight keep
-# its socket from running dry meanwhile, so the cap and not the window sets the rate.
-OUTSTANDING_CAPPED = 200
 """Queries in flight at once: enough to keep a single-core server busy, never idle waiting."""
+
+OUTSTANDING_CAPPED = 200
+"""In flight under ``--server-cpu``: the server stops for part of every period, and enough
+queries in flight keep its socket from running dry meanwhile, so the cap and not the window
+sets the rate (with 300 or more, Knot and BIND lose queries while throttled)."""
 
 TIMEOUT = 1.0
 """Seconds after which dnsperf counts a query lost (its default, 5 s, only prolongs runs)."""

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import process
+from . import dnsperf, process
 from .peers import PEERS
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,6 +117,11 @@ class Settings:
     fata: Path | None
     sample_size: int
     server_cpu: float | None = None
+
+    @property
+    def outstanding(self) -> int:
+        """dnsperf's queries in flight for this run."""
+        return dnsperf.OUTSTANDING if self.server_cpu is None else dnsperf.OUTSTANDING_CAPPED
 
 
 def settings(args: argparse.Namespace) -> Settings:

@@ -242,8 +242,7 @@ def write_outputs(
             "transport": "udp",
             "dnsperf": {
                 "clients": dnsperf.CLIENTS,
-                "outstanding": dnsperf.OUTSTANDING if cfg.server_cpu is None
-                else dnsperf.OUTSTANDING_CAPPED,
+                "outstanding": cfg.outstanding,
                 "threads": 1,
                 "timeout_s": dnsperf.TIMEOUT,
             },

@@ -120,9 +120,8 @@ def measure(server: Server, missing: str | None, case: Case, cfg: Settings, work
 def _load(row: Row, running: process.Running, port: int, case: Case, cfg: Settings) -> None:
     """The timed part: dnsperf against the server, then its memory, CPU and pinning."""
     cpu_before = process.cpu_seconds(running.pid)
-    outstanding = dnsperf.OUTSTANDING if cfg.server_cpu is None else dnsperf.OUTSTANDING_CAPPED
     result = dnsperf.run(port, case.query_file, cfg.duration, core=cfg.load_core,
-                         outstanding=outstanding)
+                         outstanding=cfg.outstanding)
     cpu_used = process.cpu_seconds(running.pid) - cpu_before
     mem = process.memory(running.pid)  # after load, while the server still runs
     escaped = process.unpinned(running.pid, cfg.core)

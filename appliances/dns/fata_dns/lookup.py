@@ -18,6 +18,14 @@ _WILD = b"\x01*"
 _ADDRESS_TYPES = (A, AAAA)
 
 
+def _wildcard(zone: Zone, qname: bytes) -> dict[int, RRset] | None:
+    """The wildcard node at the closest encloser of ``qname``, a name ``zone`` lacks."""
+    encloser = qname[qname[0] + 1 :]
+    while encloser not in zone.names:
+        encloser = encloser[encloser[0] + 1 :]
+    return zone.nodes.get(_WILD + encloser)
+
+
 class Answer:
     """The sections of a response, before rendering."""
 
@@ -71,6 +79,18 @@ class Catalog:
         self._add_additional(ans)
         return ans
 
+    def nxdomain_zone(self, qname: bytes) -> Zone | None:
+        """The zone that answers ``qname`` (lowercase wire) with a plain NXDOMAIN, else None.
+
+        The same decisions as :meth:`resolve` for a name that is not there: a served zone
+        with no such name or empty non-terminal, no delegation at or above it, no wildcard
+        at its closest encloser.  The server's NXDOMAIN shortcut asks this first.
+        """
+        zone = self.zone_for(qname)
+        if zone is None or qname in zone.names or zone.find_cut(qname) is not None:
+            return None
+        return zone if _wildcard(zone, qname) is None else None
+
     def _resolve_in(self, zone: Zone, qname: bytes, qtype: int, ans: Answer, depth: int,
                     seen: set[bytes]) -> None:
         cut = zone.find_cut(qname)
@@ -84,10 +104,7 @@ class Catalog:
             if qname in zone.names:
                 ans.authority.append(zone.negative_soa)  # empty non-terminal: NODATA
                 return
-            encloser = qname[qname[0] + 1 :]
-            while encloser not in zone.names:
-                encloser = encloser[encloser[0] + 1 :]
-            node = zone.nodes.get(_WILD + encloser)
+            node = _wildcard(zone, qname)
             if node is None:
                 ans.rcode = NXDOMAIN
                 ans.authority.append(zone.negative_soa)

@@ -29,7 +29,6 @@ from fata.devices import ReplyCache
 from fata_dns import render as r
 from fata_dns.axfr import transfer_messages
 from fata_dns.lookup import (
-    _WILD,
     BADVERS,
     FORMERR,
     NOTAUTH,
@@ -132,7 +131,7 @@ class Server:
         if entry is None:
             return self._nxdomain_fast(payload, end, qend, variant)
         flags, counts, tail = entry
-        flags |= ((payload[2] & 0x01) << 8) | (payload[3] & 0x10)
+        flags |= _rd_cd(payload)
         return payload[:2] + flags.to_bytes(2, "big") + counts + payload[12:qend] + tail
 
     def _nxdomain_fast(self, payload: bytes, end: int, qend: int, variant: int) -> bytes | None:
@@ -144,7 +143,8 @@ class Server:
         zone's, its owner a pointer to the zone's name inside the question.  So after the
         lookups that decide NXDOMAIN (no such name or empty non-terminal, no delegation
         above it, no wildcard at its closest encloser), the answer is put together from
-        the question and the zone's SOA.  DNSSEC OK queries, other classes and types the
+        the question and the zone's SOA (``Catalog.nxdomain_zone`` makes those decisions, as
+        the full lookup does).  DNSSEC OK queries, other classes and types the
         full path treats specially, and answers over the size limit return None.
         """
         if variant & 3 == 3 or payload[qend - 2 : qend] != b"\x00\x01":
@@ -159,19 +159,13 @@ class Server:
             pos += length + 1
         if pos != end or end - 11 > 255:
             return None
-        qname = payload[12 : end + 1].lower()
-        zone = self.catalog.zone_for(qname)
-        if zone is None or qname in zone.names or zone.find_cut(qname) is not None:
-            return None
-        encloser = qname[qname[0] + 1 :]
-        while encloser not in zone.names:
-            encloser = encloser[encloser[0] + 1 :]
-        if _WILD + encloser in zone.nodes:
+        zone = self.catalog.nxdomain_zone(payload[12 : end + 1].lower())
+        if zone is None:
             return None
         soa = zone.negative_soa
         rdata = soa.rdatas[0]
         opt = b"" if variant & 3 == 0 else r.opt_record(False)
-        flags = r.QR | r.AA | NXDOMAIN | ((payload[2] & 0x01) << 8) | (payload[3] & 0x10)
+        flags = r.QR | r.AA | NXDOMAIN | _rd_cd(payload)
         reply = b"".join((
             payload[:2], flags.to_bytes(2, "big"), b"\x00\x01\x00\x00\x00\x01",
             b"\x00\x01" if opt else b"\x00\x00", payload[12:qend],
@@ -341,6 +335,11 @@ class Server:
                 yield q.msg_id + flags + body[4:12] + first_question + body[12 + qlen :]
             else:
                 yield q.msg_id + flags + body[4:]
+
+
+def _rd_cd(payload: bytes) -> int:
+    """The query's RD and CD bits, in place, for the response's flags."""
+    return ((payload[2] & 0x01) << 8) | (payload[3] & 0x10)
 
 
 def _query_shape(payload: bytes) -> tuple[int, int, int] | None:

@@ -335,9 +335,7 @@ class DirectStack(Stack):
                                             checksum.partial(reply))), reply))
                         continue
             except Exception as exc:  # never lose the rest of the batch
-                self._count("internal_errors")
-                if self.console is not None:
-                    self.console.error(f"net: datagram fast path failed: {exc!r}")
+                self._internal_error("datagram fast path", exc)
                 continue
             if out:
                 self._send_replies(out)
@@ -373,6 +371,11 @@ class DirectStack(Stack):
         if self.console is not None:
             self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
 
+    def _internal_error(self, what: str, exc: Exception) -> None:
+        self._count("internal_errors")
+        if self.console is not None:
+            self.console.error(f"net: {what} failed: {exc!r}")
+
     def _frame_general(self, frame: bytes, trusted: bool, now: float) -> None:
         try:
             _dst, _src, ethertype = ethernet.parse(frame)
@@ -389,9 +392,7 @@ class DirectStack(Stack):
         except ParseError as exc:
             self._count(exc.counter)
         except Exception as exc:
-            self._count("internal_errors")
-            if self.console is not None:
-                self.console.error(f"net: frame handling failed: {exc!r}")
+            self._internal_error("frame handling", exc)
 
     def _route_for(self, peer: int) -> _Route | None:
         """What replies to an on-link peer whose MAC is cached reuse, valid until its ARP
@@ -466,9 +467,7 @@ class DirectStack(Stack):
             if reply is not None and reply.__class__ is not bytes:
                 reply = reply_bytes(reply)
         except Exception as exc:
-            self._count("udp_handler_errors")
-            if self.console is not None:
-                self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
+            self._handler_failed(ep, exc)
             return
         if reply is not None:
             src = hdr.dst if hdr.dst in self._local else self.source_for(hdr.src)
@@ -637,9 +636,7 @@ class DirectStack(Stack):
             if self.dhcp is not None:
                 self._dhcp_out(self.dhcp.poll(now))
         except Exception as exc:
-            self._count("internal_errors")
-            if self.console is not None:
-                self.console.error(f"net: timer handling failed: {exc!r}")
+            self._internal_error("timer handling", exc)
         self.flush()
 
     # ------------------------------------------------------------------ DHCP

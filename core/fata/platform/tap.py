@@ -165,25 +165,19 @@ class TapNetif(Netif):
              gso_size: int = 0) -> None:
         """Write one frame; a full queue drops it (the wire's semantics)."""
         if self.vnet_hdr:
-            if csum_start:
-                if gso_size:
-                    hdr_len = len(frame[0]) + len(frame[1])
-                    head = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-                                         hdr_len, gso_size, csum_start, csum_offset)
-                else:
-                    head = self._csum_hdrs.get((csum_start, csum_offset)) or self._csum_hdr(
-                        csum_start, csum_offset)
+            if csum_start and gso_size:
+                hdr_len = len(frame[0]) + len(frame[1])
+                head = VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+                                     hdr_len, gso_size, csum_start, csum_offset)
             else:
-                head = self._plain_hdr
+                head = self._head(csum_start, csum_offset)
             pieces = [head, *frame] if isinstance(frame, list) else [head, frame]
         else:
             pieces = frame if isinstance(frame, list) else [frame]
         try:
             os.writev(self.fd, pieces)
             self.tx_frames += 1
-        except (BlockingIOError, InterruptedError):
-            self.tx_drops += 1
-        except OSError:
+        except OSError:  # a full queue (EAGAIN) or a closing device
             self.tx_drops += 1
 
     def send_many(self, frames: list[tuple[bytes, ...]], *, csum_start: int = 0,
@@ -192,19 +186,19 @@ class TapNetif(Netif):
         if _frames is None:
             super().send_many(frames, csum_start=csum_start, csum_offset=csum_offset)
             return
-        head = b""
-        if self.vnet_hdr:
-            head = self._plain_hdr
-            if csum_start:
-                head = self._csum_hdrs.get((csum_start, csum_offset)) or self._csum_hdr(
-                    csum_start, csum_offset)
+        head = self._head(csum_start, csum_offset) if self.vnet_hdr else b""
         dropped = _frames.write_frames(self.fd, head, frames) if self.fd >= 0 else len(frames)
         self.tx_frames += len(frames) - dropped
         self.tx_drops += dropped
 
-    def _csum_hdr(self, csum_start: int, csum_offset: int) -> bytes:
-        head = self._csum_hdrs[(csum_start, csum_offset)] = VNET_HDR.pack(
-            VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
+    def _head(self, csum_start: int, csum_offset: int) -> bytes:
+        """The virtio-net header of a frame that is not a GSO segment (cached per offset)."""
+        if not csum_start:
+            return self._plain_hdr
+        head = self._csum_hdrs.get((csum_start, csum_offset))
+        if head is None:
+            head = self._csum_hdrs[(csum_start, csum_offset)] = VNET_HDR.pack(
+                VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
         return head
 
     def close(self) -> None:
