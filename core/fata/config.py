@@ -41,12 +41,14 @@ __all__ = [
     "DeviceSpec",
     "KeySpec",
     "arg",
+    "block",
     "clock",
     "console",
     "key",
     "kv_ro",
     "lifecycle",
     "load",
+    "netif",
     "random",
     "stack",
 ]
@@ -56,16 +58,6 @@ NET_CHOICES = ("socket", "direct")
 LOOP_CHOICES = ("asyncio", "uvloop")
 BUILTIN_KEYS = ("net", "loop")
 
-# Which platform module provides each device kind for each ``net`` key value.  The image
-# builder puts exactly these modules (and what they reach) into the image.
-_PLATFORM_MODULES: dict[str, dict[str, str]] = {
-    "stack": {"socket": "fata.platform.socket_stack", "direct": "fata.platform.direct"},
-    "kv_ro": {"*": "fata.platform.kv_dir"},
-    "clock": {"*": "fata.platform.unix"},
-    "random": {"*": "fata.platform.unix"},
-    "console": {"*": "fata.platform.unix"},
-    "lifecycle": {"*": "fata.platform.unix"},
-}
 _ARG_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -106,9 +98,47 @@ class DeviceSpec:
         return {"kind": self.kind, **self.params}
 
 
-def stack() -> DeviceSpec:
-    """A network stack (``fata.devices.Stack``): host sockets or Fata's own TCP/IP, by ``--net``."""
-    return DeviceSpec("stack", {}, _caller_origin())
+def stack(netifs: list[str] | tuple[str, ...] | None = None) -> DeviceSpec:
+    """A network stack (``fata.devices.Stack``): host sockets or Fata's own TCP/IP, by ``--net``.
+
+    ``netifs`` names ``netif()`` devices of this appliance for Fata's own TCP/IP to stand on
+    (``--net direct`` only); without them the direct stack has one interface of its own,
+    a TAP unless ``fata run --netif`` says otherwise.
+    """
+    origin = _caller_origin()
+    if netifs is None:
+        return DeviceSpec("stack", {}, origin)
+    if isinstance(netifs, str) or not all(isinstance(n, str) for n in netifs) or not netifs:
+        raise ConfigError(f"stack(netifs=...) wants a non-empty list of device names, "
+                          f"got {netifs!r}", *origin)
+    return DeviceSpec("stack", {"netifs": list(netifs)}, origin)
+
+
+def _port_name(what: str, name: str | None, origin: tuple[str | None, int | None]) -> dict[str, Any]:
+    if name is None:
+        return {}
+    if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,30}$", name):
+        raise ConfigError(f"{what}() name {name!r} must be lowercase letters, digits, - or _",
+                          *origin)
+    return {"name": name}
+
+
+def netif(name: str | None = None) -> DeviceSpec:
+    """A raw Ethernet port (``fata.devices.Netif``), MirageOS's ``netif "0"``.
+
+    ``fata run --netif NAME=tap:IFNAME`` (a TAP Fata creates) or ``--netif NAME=if:IFNAME``
+    (an existing interface, through ``AF_PACKET``) says what it is at run time; ``NAME`` is
+    ``name``, or the device's key in ``devices`` when not given.
+    """
+    origin = _caller_origin()
+    return DeviceSpec("netif", _port_name("netif", name, origin), origin)
+
+
+def block(name: str | None = None) -> DeviceSpec:
+    """A block device (``fata.devices.Block``: sectors, flush, discard), MirageOS's
+    ``Mirage_block``; ``fata run --block NAME=PATH`` gives its backing file at run time."""
+    origin = _caller_origin()
+    return DeviceSpec("block", _port_name("block", name, origin), origin)
 
 
 def kv_ro(directory: str) -> DeviceSpec:
@@ -267,6 +297,19 @@ class Appliance:
                 raise ConfigError(f"device name {dev_name!r} must be lower_snake_case", *spec.origin)
         if sum(1 for s in devices.values() if s.kind == "stack") > 1:
             raise ConfigError("an appliance has at most one network stack", *origin)
+        devices = {n: _named(n, s) for n, s in devices.items()}
+        for spec in devices.values():
+            for ref in spec.params.get("netifs", ()):
+                if ref not in devices or devices[ref].kind != "netif":
+                    raise ConfigError(f"stack(netifs=...): {ref!r} is not a netif() device of "
+                                      "this appliance", *spec.origin)
+            if len(spec.params.get("netifs", ())) > 1:
+                raise ConfigError("a stack over several netifs is not supported yet: "
+                                  "give it one", *spec.origin)
+        ports = [(s.kind, s.params["name"]) for s in devices.values() if "name" in s.params]
+        for kind, port in ports:
+            if ports.count((kind, port)) > 1:
+                raise ConfigError(f"two {kind} devices are named {port!r}", *origin)
         seen: set[str] = set()
         for spec in args:
             if not isinstance(spec, ArgSpec):
@@ -322,10 +365,9 @@ class Appliance:
 
     def platform_modules(self, keys: dict[str, str]) -> list[str]:
         """The modules that provide this appliance's devices under ``keys`` (sorted, unique)."""
-        mods: set[str] = set()
-        for spec in self.devices.values():
-            table = _PLATFORM_MODULES[spec.kind]
-            mods.add(table.get("*") or table[keys["net"]])
+        from fata.platform.registry import provider
+
+        mods = {provider(spec.kind, keys) for spec in self.devices.values()}
         from fata.runtime.loop import LOOP_MODULES
 
         if keys.get("loop") in LOOP_MODULES:
@@ -335,6 +377,10 @@ class Appliance:
     def bake(self, keys: dict[str, str]) -> dict[str, Any]:
         """The resolved configuration baked into an image: plain JSON data, nothing callable."""
         keys = self.resolve_keys(keys)
+        for spec in self.devices.values():
+            if spec.params.get("netifs") and keys.get("net") != "direct":
+                raise ConfigError("a stack over netif() devices is Fata's own TCP/IP: build "
+                                  "it with --net direct", *spec.origin)
         return {
             "name": self.name,
             "version": self.version,
@@ -350,6 +396,16 @@ class Appliance:
     def data_directories(self) -> list[str]:
         """The appliance directories that ``kv_ro`` devices bake into the image."""
         return sorted({s.params["directory"] for s in self.devices.values() if s.kind == "kv_ro"})
+
+
+def _named(key: str, spec: DeviceSpec) -> DeviceSpec:
+    """A netif or block device's run-time name: its own, or its key in ``devices``."""
+    if spec.kind not in ("netif", "block") or "name" in spec.params:
+        return spec
+    if not re.match(r"^[a-z][a-z0-9_-]{0,30}$", key):
+        raise ConfigError(f"{spec.kind} device {key!r}: its key is its run-time name, so it "
+                          "must be lowercase letters, digits, - or _", *spec.origin)
+    return DeviceSpec(spec.kind, {**spec.params, "name": key}, spec.origin)
 
 
 def load(appliance_dir: str | Path) -> Appliance:

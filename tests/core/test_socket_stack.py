@@ -12,8 +12,7 @@ import sys
 import time
 
 import pytest
-from fata.devices import Flow, ReplyCache
-from fata.platform import PlatformError
+from fata.devices import AddressInUse, Flow, ReplyCache, sockaddr
 from fata.platform.socket_stack import Batch, SocketStack
 from fata.platform.unix import UnixConsole
 
@@ -75,7 +74,7 @@ def test_udp_reply_and_handler_errors_do_not_stop_the_port(batched: bool) -> Non
         client.setblocking(False)
         loop = asyncio.get_running_loop()
         for payload in (b"boom", b"quiet", b"hello"):
-            await loop.sock_sendto(client, payload, endpoint.local)
+            await loop.sock_sendto(client, payload, sockaddr(endpoint.local))
         data = await asyncio.wait_for(loop.sock_recv(client, 100), 2)
         assert data == b"HELLO"
         assert endpoint.handler_errors == 1
@@ -93,7 +92,8 @@ def test_udp_bursts_from_several_clients_each_get_their_own_replies(batched: boo
 
     async def main() -> None:
         stack = _stack(batched)
-        endpoint = await stack.udp_listen("127.0.0.1", 0, lambda data, peer: data + repr(peer).encode())
+        endpoint = await stack.udp_listen("127.0.0.1", 0,
+                                          lambda data, peer: data + repr(sockaddr(peer)).encode())
         clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
         for c in clients:
             c.bind(("127.0.0.1", 0))
@@ -102,7 +102,7 @@ def test_udp_bursts_from_several_clients_each_get_their_own_replies(batched: boo
         for round_ in range(3):
             for i in range(100):  # 300 datagrams queued before the loop runs the reader
                 for n, c in enumerate(clients):
-                    c.sendto(f"{round_}/{n}/{i}:".encode(), endpoint.local)
+                    c.sendto(f"{round_}/{n}/{i}:".encode(), sockaddr(endpoint.local))
             for n, c in enumerate(clients):
                 got = [await asyncio.wait_for(loop.sock_recv(c, 200), 2) for _ in range(100)]
                 peer = repr(c.getsockname()).encode()
@@ -175,7 +175,7 @@ def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         for payload in (b"a", b"stop", b"b"):
-            client.sendto(payload, endpoint.local)
+            client.sendto(payload, sockaddr(endpoint.local))
         await asyncio.sleep(0.1)
         assert endpoint.handler_errors == 0
         got = []
@@ -248,7 +248,7 @@ def test_udp_listen_with_a_reply_cache(batched: bool) -> None:
         client.settimeout(2)
         got = []
         for payload in (b"1abc", b"2abc", b"3xyz", b"4abc"):
-            client.sendto(payload, endpoint.local)
+            client.sendto(payload, sockaddr(endpoint.local))
             for _ in range(100):
                 await asyncio.sleep(0.01)
                 with contextlib.suppress(BlockingIOError):
@@ -273,7 +273,7 @@ def test_a_reply_of_the_wrong_type_is_a_handler_error(batched: bool) -> None:
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
         for payload in (b"text", b"array", b"fine"):
-            client.sendto(payload, endpoint.local)
+            client.sendto(payload, sockaddr(endpoint.local))
         await asyncio.sleep(0.1)
         got = []
         with contextlib.suppress(BlockingIOError):
@@ -402,12 +402,12 @@ def test_tcp_echo_and_connect() -> None:
     run(main())
 
 
-def test_bind_failure_is_a_platform_error() -> None:
+def test_bind_failure_is_address_in_use() -> None:
     async def main() -> None:
         stack = SocketStack(UnixConsole("t", "error"))
         holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         holder.bind(("127.0.0.1", 0))
-        with pytest.raises(PlatformError, match="cannot bind UDP"):
+        with pytest.raises(AddressInUse, match="cannot bind UDP"):
             await stack.udp_listen("127.0.0.1", holder.getsockname()[1], lambda d, p: None)
         holder.close()
         await stack.close()

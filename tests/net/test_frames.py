@@ -15,12 +15,13 @@ import struct
 
 import pytest
 from fata.devices import ReplyCache
+from fata.devices.netif import Netif
 from fata.net import arp, checksum, ethernet, ipv4, udp
 from fata.net.ipv4 import Ipv4Config
-from fata.net.netif import Netif
 from fata.net.stack import DirectStack
-from fata.platform import tap
-from fata.platform.tap import VNET_HDR, TapNetif
+from fata.platform import fdnetif as tap
+from fata.platform.fdnetif import VNET_HDR
+from fata.platform.tap import TapNetif
 
 
 def _frames_module():
@@ -188,7 +189,7 @@ class Recorder(Netif):
         self.sent: list[bytes] = []
         self.calls = 0
 
-    def start(self, receiver, batch_receiver=None) -> None:
+    def start(self, receiver, batch_receiver=None, *, wire=False) -> None:
         pass
 
     def close(self) -> None:
@@ -233,7 +234,7 @@ def _arp_request() -> bytes:
 def test_batch_replies_match_the_general_path_and_keep_their_order(offload: bool) -> None:
     async def main() -> None:
         netif, stack = _stack(offload)
-        await stack.udp_listen("10.9.0.2", 53, lambda data, peer: data[::-1] + peer[0].encode())
+        await stack.udp_listen("10.9.0.2", 53, lambda data, peer: data[::-1] + str(peer[0]).encode())
         batch = [_udp_frame(b"first", 1001), _udp_frame(b"second", 1002), _arp_request(),
                  _udp_frame(b"bad", 1003, bad_ip=True), _udp_frame(b"closed", 1004, dport=54),
                  _udp_frame(b"third", 1005), _udp_frame(b"odd-length!", 1006)]

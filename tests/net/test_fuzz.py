@@ -13,9 +13,9 @@ import struct
 from fata.net import arp, checksum, dhcp, ethernet, icmp, ipv4, tcp_wire, udp
 from fata.net.errors import ParseError
 from fata.net.ipv4 import Ipv4Config
-from fata.net.netif import MemoryWire
 from fata.net.stack import DirectStack
 from fata.net.tcp_wire import ACK, FIN, PSH, RST, SYN, URG
+from fata.platform.memory import MemoryWire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -16,6 +16,7 @@ import pytest
 from fata.net import dhcp
 from fata.net.stack import DirectStack
 from fata.platform import PlatformError, direct
+from fata.platform import netif as netif_platform
 from fata.platform.tap import TapNetif
 
 from ._netns import Lab, needs_tap, sh
@@ -31,8 +32,7 @@ def options(*argv: str) -> argparse.Namespace:
 
 def test_defaults_need_no_options() -> None:
     opts = options()
-    assert (opts.netif, opts.host_ipv4, opts.mtu, opts.dhcp) == ("fata0", "10.77.0.1/24",
-                                                                 1500, False)
+    assert (opts.netif, opts.host_ipv4, opts.mtu, opts.dhcp) == ([], "10.77.0.1/24", 1500, False)
     config, host = direct._parse(opts)
     assert str(config) == "10.77.0.2/24" and host == "10.77.0.1/24"
     config, host = direct._parse(options("--ipv4", "192.0.2.5/28", "--ipv4-gateway",
@@ -47,6 +47,25 @@ def test_bad_options_are_one_sentence_errors(argv: list[str]) -> None:
         direct._parse(options(*argv))
 
 
+def test_netif_option_forms() -> None:
+    short, named = netif_platform.netif_choices(options(
+        "--netif", "fata7", "--netif", "inside=tap:ftap-in", "--netif", "outside=if:veth1"))
+    assert short == "fata7"
+    assert named == {"inside": netif_platform.NetifChoice("tap", "ftap-in"),
+                     "outside": netif_platform.NetifChoice("if", "veth1")}
+    assert netif_platform.default_choice("port1") == netif_platform.NetifChoice("tap",
+                                                                                "fata-port1")
+
+
+@pytest.mark.parametrize("bad", ["inside=usb:x", "inside=tap:", "=if:veth0",
+                                 "inside=if:a-name-far-too-long", "x/y"])
+def test_bad_netif_options_are_one_sentence_errors(bad: str) -> None:
+    with pytest.raises(PlatformError, match="--netif"):
+        netif_platform.netif_choices(options("--netif", bad))
+    with pytest.raises(PlatformError, match="given twice"):
+        netif_platform.netif_choices(options("--netif", "a=if:x", "--netif", "a=tap:y"))
+
+
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                reason="needs root (to drop CAP_NET_ADMIN with setpriv)")
 
@@ -55,11 +74,13 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is N
 def test_without_cap_net_admin_says_what_is_needed() -> None:
     code = ("import argparse, asyncio\n"
             "from fata.platform import PlatformError, direct\n"
+            "from fata.platform.registry import DeviceContext\n"
             "from fata.platform.unix import UnixConsole\n"
             "p = argparse.ArgumentParser(); direct.add_arguments(p)\n"
             "o = p.parse_args(['--netif', 'fatanocap0'])\n"
+            "ctx = DeviceContext.standalone(o, UnixConsole('t', 'info'))\n"
             "try:\n"
-            "    asyncio.run(direct.open_stack(o, UnixConsole('t', 'info')))\n"
+            "    asyncio.run(direct.open_stack('stack', {'kind': 'stack'}, ctx))\n"
             "except PlatformError as e:\n"
             "    print(e)\n")
     done = subprocess.run(["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin",
@@ -147,7 +168,7 @@ def test_dhcp_against_dnsmasq(lab: Lab) -> None:
             stack.start()
             try:
                 await stack.run_dhcp(timeout=20)
-                address = stack.ipv4_addresses[0]
+                address = str(stack.addresses[0])
                 assert address.startswith("10.233.0.") and 50 <= int(address.split(".")[3]) <= 60
                 assert stack.config is not None and stack.config.gateway == bytes([10, 233, 0, 1])
                 rc, out = await lab.run("ping", "-c", "1", "-W", "2", address)
@@ -169,11 +190,13 @@ def test_precreated_tap_works_without_cap_net_admin(lab: Lab) -> None:
     sh("ip", "-n", lab.host, "link", "set", "fpre0", "up")
     code = ("import argparse, asyncio, subprocess\n"
             "from fata.platform import direct\n"
+            "from fata.platform.registry import DeviceContext\n"
             "from fata.platform.unix import UnixConsole\n"
             "p = argparse.ArgumentParser(); direct.add_arguments(p)\n"
             "o = p.parse_args(['--netif', 'fpre0'])\n"
+            "ctx = DeviceContext.standalone(o, UnixConsole('t', 'info'))\n"
             "async def main():\n"
-            "    stack = await direct.open_stack(o, UnixConsole('t', 'info'))\n"
+            "    stack = await direct.open_stack('stack', {'kind': 'stack'}, ctx)\n"
             "    ping = await asyncio.create_subprocess_exec(\n"
             "        'ping', '-c', '1', '-W', '2', '10.77.0.2', stdout=subprocess.DEVNULL)\n"
             "    print('ping', await ping.wait())\n"

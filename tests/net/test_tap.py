@@ -105,7 +105,7 @@ print(got)
 @pytest.mark.parametrize("with_c", [True, False], ids=["c-batches", "python-batches"])
 def test_udp_bursts_come_back_intact_and_in_order(lab: Lab, monkeypatch, with_c: bool) -> None:
     """Bursts of datagrams read as batches, with the C module and with its Python stand-in."""
-    from fata.platform import tap
+    from fata.platform import fdnetif as tap
 
     if not with_c:
         monkeypatch.setattr(tap, "_frames", None)

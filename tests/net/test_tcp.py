@@ -16,10 +16,10 @@ from collections.abc import Callable
 import pytest
 from fata.net import ipv4
 from fata.net.ipv4 import Ipv4Config
-from fata.net.netif import MemoryWire
 from fata.net.stack import DirectStack
 from fata.net.tcp import State, TcpConfig
 from fata.net.tcp_wire import ACK, RST, SYN, Segment
+from fata.platform.memory import MemoryWire
 
 from ._services import echo, sink
 

@@ -1,5 +1,5 @@
-"""Helpers for the TLS tests: real peers (openssl, our testserver as a subprocess) on
-loopback ports, and configs."""
+"""Helpers for the TLS tests: real peers (openssl, our test server ``fata.bench.servers.tls``
+as a subprocess) on loopback ports, and configs."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def fata_server_args(pki: dict[str, Path], kind: str, port: int, *extra: str) ->
     return [
         sys.executable,
         "-m",
-        "fata.tls.testserver",
+        "fata.bench.servers.tls",
         "--cert",
         str(pki[kind]),
         "--key",
@@ -132,8 +132,15 @@ def s_client(
     return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
 
 
+def tls_config(**kw) -> TLSConfig:
+    """A config drawing on the host's CSPRNG unless the test passes its own ``random``
+    (the engine has no default source: it is sans-IO)."""
+    kw.setdefault("random", os.urandom)
+    return TLSConfig(**kw)
+
+
 def client_config(trust: list, **kw) -> TLSConfig:
-    return TLSConfig(trust_store=trust, **kw)
+    return tls_config(trust_store=trust, **kw)
 
 
 def run(coro):

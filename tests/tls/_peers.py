@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fata.platform.socket_stack import SocketFlow
 from fata.tls import TLSConfig
@@ -14,7 +15,7 @@ async def open_tls(
     port: int, config: TLSConfig, name: str = "localhost", session: SessionTicket | None = None
 ) -> TLSFlow:
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    return await connect(SocketFlow(r, w), config, name, session=session)
+    return await connect(SocketFlow(r, w), config, name, session=session, clock=time.time)
 
 
 async def http_get(tls: TLSFlow, path: str = "/") -> bytes:

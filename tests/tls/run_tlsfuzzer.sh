@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run tlsfuzzer's TLS 1.3 server scripts against `python -m fata.tls.testserver`.
+# Run tlsfuzzer's TLS 1.3 server scripts against `python -m fata.bench.servers.tls`.
 # Not part of CI (tlsfuzzer is not on PyPI).  Usage:
 #   tests/tls/run_tlsfuzzer.sh TLSFUZZER_DIR TLSLITE_DIR CERT KEY [OUT_DIR]
 # with checkouts of github.com/tlsfuzzer/tlsfuzzer and tlslite-ng (both from git: the PyPI
@@ -13,10 +13,10 @@ mkdir -p "$out"
 : > "$out/summary.txt"
 port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 H=$(port); E=$(port)
-PYTHONPATH="$here/core" "$here/.venv/bin/python" -m fata.tls.testserver --cert "$cert" --key "$key" \
+PYTHONPATH="$here/core" "$here/.venv/bin/python" -m fata.bench.servers.tls --cert "$cert" --key "$key" \
   --port "$H" --ciphers all --verbose 2> "$out/server.log" > /dev/null &
 s1=$!
-PYTHONPATH="$here/core" "$here/.venv/bin/python" -m fata.tls.testserver --cert "$cert" --key "$key" \
+PYTHONPATH="$here/core" "$here/.venv/bin/python" -m fata.bench.servers.tls --cert "$cert" --key "$key" \
   --port "$E" --echo 2> /dev/null > /dev/null &
 s2=$!
 trap 'kill $s1 $s2 2>/dev/null' EXIT

@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from fata.tls import AlertDescription, ConnectionClosed, TLSClient, TLSConfig, TLSServer
+from fata.tls import AlertDescription, ConnectionClosed, TLSClient, TLSServer
 from fata.tls import extensions as X
+from fata.tls.states import ServerState
 from fata.tls.suites import TLS12
 
 from ._hello import client_hello, tls12_extensions, tls13_extensions, x25519_share
-from ._helpers import certified, client_config
+from ._helpers import certified, client_config, tls_config
 from ._pair import closed_alert
 
 NOW = time.time()
@@ -20,7 +21,7 @@ A = AlertDescription
 
 @pytest.fixture(scope="module")
 def scfg(pki):
-    return TLSConfig(certificates=[certified(pki, "p256")])
+    return tls_config(certificates=[certified(pki, "p256")])
 
 
 def sent_alert(server: TLSServer) -> int:
@@ -84,10 +85,10 @@ def test_unknown_and_status_request_extensions_are_ignored(scfg):
     extra += X.ext(X.SCT) + X.ext(X.SESSION_TICKET)
     server = TLSServer(scfg, now=NOW)
     assert server.receive_data(client_hello(tls13_extensions(extra=extra))) == []
-    assert server.state == "wait_finished"
+    assert server.state is ServerState.WAIT_FINISHED
     server = TLSServer(scfg, now=NOW)
     assert server.receive_data(client_hello(tls12_extensions(extra=extra), suites=(0xC02B,))) == []
-    assert server.state == "12_wait_cke"
+    assert server.state is ServerState.TLS12_WAIT_CKE
 
 
 @pytest.mark.parametrize(
@@ -110,7 +111,7 @@ def test_record_layer_alerts(scfg, records, alert):
 
 
 def test_early_data_skipped_after_retry(pki):
-    cfg = TLSConfig(certificates=[certified(pki, "p256")], groups=(24,))
+    cfg = tls_config(certificates=[certified(pki, "p256")], groups=(24,))
     server = TLSServer(cfg, now=NOW)
     hello = client_hello(
         tls13_extensions(groups=(29, 24), extra=X.ext(X.EARLY_DATA)),
@@ -118,7 +119,7 @@ def test_early_data_skipped_after_retry(pki):
     )
     garbage = b"\x17\x03\x03\x01\x00" + bytes(256)
     assert server.receive_data(hello + garbage * 3) == []
-    assert server.state == "wait_ch2"
+    assert server.state is ServerState.WAIT_CH2
     server2 = TLSServer(cfg, now=NOW)
     hello2 = client_hello(tls13_extensions(groups=(29, 24)), session_id=bytes(32))
     server2.receive_data(hello2)
@@ -129,7 +130,7 @@ def test_downgrade_sentinel_and_tls12_only_server(pki, trust):
     """A TLS 1.2 answer to our 1.3-only client is refused; with the RFC 8446 sentinel in
     the server random it is illegal_parameter (a downgrade attack), else protocol_version."""
     for max_version, alert in ((0x0304, A.illegal_parameter), (TLS12, A.protocol_version)):
-        scfg = TLSConfig(certificates=[certified(pki, "p256")], max_version=max_version)
+        scfg = tls_config(certificates=[certified(pki, "p256")], max_version=max_version)
         client = TLSClient(client_config(trust), "localhost", now=NOW)
         server = TLSServer(scfg, now=NOW)
         server.receive_data(client_hello(tls12_extensions(), suites=(0xC02B,)))

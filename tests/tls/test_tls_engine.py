@@ -15,7 +15,6 @@ from fata.tls import (
     KeyUpdateReceived,
     SessionTicketReceived,
     TLSClient,
-    TLSConfig,
     TLSServer,
     TLSUsageError,
 )
@@ -28,7 +27,7 @@ from fata.tls.suites import (
     TLS_CHACHA20_POLY1305_SHA256,
 )
 
-from ._helpers import certified, client_config
+from ._helpers import certified, client_config, tls_config
 from ._pair import closed_alert, pump
 
 NOW = time.time()
@@ -57,7 +56,7 @@ def data(events) -> bytes:
 @pytest.mark.parametrize("group", [X25519, SECP256R1, SECP384R1, X448, SECP521R1])
 def test_full_handshake_matrix(pki, trust, kind, suite, group):
     server = TLSServer(
-        TLSConfig(certificates=[certified(pki, kind)], cipher_suites=(suite,)), now=NOW
+        tls_config(certificates=[certified(pki, kind)], cipher_suites=(suite,)), now=NOW
     )
     client = TLSClient(
         client_config(trust, cipher_suites=(suite,), groups=(group,)), "localhost", now=NOW
@@ -77,7 +76,7 @@ def test_full_handshake_matrix(pki, trust, kind, suite, group):
 def test_sni_selects_certificate(pki, trust):
     rsa, p256 = certified(pki, "rsa"), certified(pki, "p256")
     p256.names = ["other.test"]
-    cfg = TLSConfig(certificates=[rsa, p256])
+    cfg = tls_config(certificates=[rsa, p256])
     server = TLSServer(cfg, now=NOW)
     client = TLSClient(client_config(trust, verify_peer=False), "other.test", now=NOW)
     cev, _ = pump(client, server)
@@ -89,7 +88,7 @@ def test_sni_selects_certificate(pki, trust):
 
 
 def test_alpn(pki, trust):
-    cfg = TLSConfig(certificates=[certified(pki, "p256")], alpn_protocols=["h2", "http/1.1"])
+    cfg = tls_config(certificates=[certified(pki, "p256")], alpn_protocols=["h2", "http/1.1"])
     client = TLSClient(client_config(trust, alpn_protocols=["http/1.1"]), "localhost", now=NOW)
     server = TLSServer(cfg, now=NOW)
     cev, sev = pump(client, server)
@@ -102,7 +101,7 @@ def test_alpn(pki, trust):
 
 
 def test_hello_retry_request(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
+    scfg = tls_config(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
     server = TLSServer(scfg, now=NOW)
     client = TLSClient(client_config(trust, groups=(X25519, SECP384R1)), "localhost", now=NOW)
     cev, sev = pump(client, server)
@@ -112,7 +111,7 @@ def test_hello_retry_request(pki, trust):
 
 
 def test_hrr_cookie_is_checked(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
+    scfg = tls_config(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
     server = TLSServer(scfg, now=NOW)
     client = TLSClient(client_config(trust, groups=(X25519, SECP384R1)), "localhost", now=NOW)
     server.receive_data(client.data_to_send())
@@ -132,7 +131,7 @@ def _ticket(pki, trust, scfg, **ckw):
 
 
 def test_resumption(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "rsa")])
+    scfg = tls_config(certificates=[certified(pki, "rsa")])
     tickets = _ticket(pki, trust, scfg)
     assert len(tickets) == 2
     for ticket in tickets:
@@ -145,9 +144,9 @@ def test_resumption(pki, trust):
 
 
 def test_resumption_refused_for_other_server_or_expired(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], ticket_lifetime=60)
+    scfg = tls_config(certificates=[certified(pki, "p256")], ticket_lifetime=60)
     ticket = _ticket(pki, trust, scfg)[0]
-    other = TLSConfig(certificates=[certified(pki, "p256")])  # different ticket key
+    other = tls_config(certificates=[certified(pki, "p256")])  # different ticket key
     for cfg, when in ((other, NOW + 1), (scfg, NOW + 59.5)):
         client = TLSClient(client_config(trust), "localhost", session=ticket, now=NOW + 1)
         server = TLSServer(cfg, now=when + 1)
@@ -156,7 +155,7 @@ def test_resumption_refused_for_other_server_or_expired(pki, trust):
 
 
 def test_resumption_after_hrr(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
+    scfg = tls_config(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
     ticket = _ticket(pki, trust, scfg, groups=(SECP384R1,))[0]
     client = TLSClient(
         client_config(trust, groups=(X25519, SECP384R1)), "localhost", session=ticket, now=NOW + 1
@@ -167,7 +166,7 @@ def test_resumption_after_hrr(pki, trust):
 
 
 def test_key_update_both_ways(pki, trust):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, "p256")]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     pump(client, server)
     for _ in range(3):
@@ -182,7 +181,7 @@ def test_key_update_both_ways(pki, trust):
 
 
 def test_padding_and_record_size_limit(pki, trust):
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], pad_to=512)
+    scfg = tls_config(certificates=[certified(pki, "p256")], pad_to=512)
     server = TLSServer(scfg, now=NOW)
     client = TLSClient(client_config(trust, record_size_limit=1025), "localhost", now=NOW)
     pump(client, server)
@@ -200,7 +199,7 @@ def test_padding_and_record_size_limit(pki, trust):
 
 
 def test_close_notify(pki, trust):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, "p256")]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     pump(client, server)
     client.close()
@@ -212,7 +211,7 @@ def test_close_notify(pki, trust):
 
 
 def test_truncation_is_reported(pki, trust):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, "p256")]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     pump(client, server)
     (ev,) = server.receive_data(b"")
@@ -229,7 +228,7 @@ def test_truncation_is_reported(pki, trust):
     ],
 )
 def test_certificate_validation(pki, trust, name, kind, alert):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, kind)]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, kind)]), now=NOW)
     client = TLSClient(client_config(trust), name, now=NOW)
     cev, sev = pump(client, server)
     if alert is None:
@@ -246,14 +245,14 @@ def test_unknown_ca(pki, trust):
 
     with tempfile.TemporaryDirectory() as d:
         other = make_pki(d)
-        server = TLSServer(TLSConfig(certificates=[certified(other, "p256")]), now=NOW)
+        server = TLSServer(tls_config(certificates=[certified(other, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     cev, _ = pump(client, server)
     assert closed_alert(cev) == AlertDescription.unknown_ca
 
 
 def test_tampered_record_is_bad_record_mac(pki, trust):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, "p256")]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     pump(client, server)
     client.send_application_data(b"secret")
@@ -265,7 +264,7 @@ def test_tampered_record_is_bad_record_mac(pki, trust):
 
 
 def test_bad_finished_is_decrypt_error(pki, trust):
-    server = TLSServer(TLSConfig(certificates=[certified(pki, "p256")]), now=NOW)
+    server = TLSServer(tls_config(certificates=[certified(pki, "p256")]), now=NOW)
     client = TLSClient(client_config(trust), "localhost", now=NOW)
     server.receive_data(client.data_to_send())
     flight = server.data_to_send()
@@ -289,7 +288,7 @@ def test_send_before_handshake_is_usage_error(pki, trust):
 def test_retry_hello_must_not_change(pki, trust):
     import dataclasses
 
-    scfg = TLSConfig(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
+    scfg = tls_config(certificates=[certified(pki, "p256")], groups=(SECP384R1,))
     server = TLSServer(scfg, now=NOW)
     ccfg = client_config(trust, groups=(X25519, SECP384R1))
     client = TLSClient(ccfg, "localhost", now=NOW)

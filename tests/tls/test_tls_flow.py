@@ -21,14 +21,18 @@ def _stack():
 
 
 def test_tls_over_stack_flows(pki, trust):
-    server_cfg = TLSConfig(certificates=[certified(pki, "p256")], alpn_protocols=["echo"])
+    # The Random and Clock devices an appliance would be handed.
+    rng, clock = unix.UnixRandom(), unix.UnixClock()
+    server_cfg = TLSConfig(
+        random=rng.bytes, certificates=[certified(pki, "p256")], alpn_protocols=["echo"]
+    )
 
     async def go():
         stack = _stack()
         accepted: list = []
 
         async def handler(flow):
-            tls = await accept(flow, server_cfg)
+            tls = await accept(flow, server_cfg, clock=clock.time)
             accepted.append(tls.handshake)
             while data := await tls.read():
                 await tls.write(data)
@@ -36,8 +40,10 @@ def test_tls_over_stack_flows(pki, trust):
 
         listener = await stack.tcp_listen("127.0.0.1", 0, handler)
         port = listener.local[1]
-        cfg = client_config(trust, alpn_protocols=["echo"])
-        tls = await connect(await stack.tcp_connect("127.0.0.1", port), cfg, "localhost")
+        cfg = client_config(trust, alpn_protocols=["echo"], random=rng.bytes)
+        tls = await connect(
+            await stack.tcp_connect("127.0.0.1", port), cfg, "localhost", clock=clock.time
+        )
         assert tls.handshake.alpn == "echo"
         payload = bytes(range(256)) * 4096  # 1 MiB
         writer = asyncio.create_task(tls.write(payload))
@@ -50,12 +56,18 @@ def test_tls_over_stack_flows(pki, trust):
         await tls.close()
         assert await tls.read() == b""  # the server's close_notify
         again = await connect(
-            await stack.tcp_connect("127.0.0.1", port), cfg, "localhost", session=ticket
+            await stack.tcp_connect("127.0.0.1", port),
+            cfg,
+            "localhost",
+            session=ticket,
+            clock=clock.time,
         )
         assert again.handshake.resumed
         await again.close()
         with pytest.raises(TLSHandshakeError) as exc:
-            await connect(await stack.tcp_connect("127.0.0.1", port), cfg, "elsewhere.test")
+            await connect(
+                await stack.tcp_connect("127.0.0.1", port), cfg, "elsewhere.test", clock=clock.time
+            )
         assert exc.value.closed.alert == AlertDescription.bad_certificate
         listener.close()
         await stack.close()

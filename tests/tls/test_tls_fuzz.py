@@ -8,7 +8,7 @@ import random
 import time
 
 import pytest
-from fata.tls import AlertDescription, ConnectionClosed, TLSAlert, TLSClient, TLSConfig, TLSServer
+from fata.tls import AlertDescription, ConnectionClosed, TLSAlert, TLSClient, TLSServer
 from fata.tls.messages import (
     parse_certificate_list,
     parse_client_hello,
@@ -18,7 +18,7 @@ from fata.tls.messages import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ._helpers import certified, client_config
+from ._helpers import certified, client_config, tls_config
 from ._pair import pump
 
 NOW = time.time()
@@ -29,7 +29,7 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def scfg(pki):
-    return TLSConfig(certificates=[certified(pki, "p256")])
+    return tls_config(certificates=[certified(pki, "p256")])
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""Interoperation with OpenSSL in both directions: ``openssl s_client`` against our
-testserver and our client against ``openssl s_server``, for every suite, group and
-certificate type, plus TLS 1.2, HRR, resumption, KeyUpdate and refused old versions."""
+"""Interoperation with OpenSSL in both directions: ``openssl s_client`` against our test
+server (``fata.bench.servers.tls``) and our client against ``openssl s_server``, for every
+suite, group and certificate type, plus TLS 1.2, HRR, resumption, KeyUpdate and refused old
+versions."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ GET = b"GET / HTTP/1.0\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def servers(pki, tmp_path_factory):
-    """One testserver per certificate type for the whole module."""
+    """One test server per certificate type for the whole module."""
     procs = {}
     for kind in KINDS:
         port = free_port()
@@ -122,7 +123,7 @@ def test_s_client_resumption(pki, servers, tmp_path):
 
 
 def _interactive_s_client(pki, port: int, *extra: str) -> subprocess.Popen:
-    """``openssl s_client`` to the testserver, driven line by line through its stdin."""
+    """``openssl s_client`` to the test server, driven line by line through its stdin."""
     return subprocess.Popen(
         [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki["ca"]),
          "-servername", "localhost", *extra],
@@ -236,7 +237,7 @@ def test_client_answers_certificate_request(pki, trust, spawn):
     assert b"200 ok" in run(go())
 
 
-def test_sni_selects_certificate_in_testserver(pki, spawn):
+def test_sni_selects_certificate_in_test_server(pki, spawn):
     port = free_port()
     args = fata_server_args(pki, "rsa", port)
     args += ["--cert", str(pki["ed25519"]), "--key", str(pki["ed25519.key"])]

@@ -106,6 +106,11 @@ def scripted(*chunks: bytes):
     return random
 
 
+# Ticket and cookie keys given, so the config draws nothing from the scripted source: the
+# handshake gets exactly the RFC's values.
+UNUSED_KEYS = {"ticket_key": bytes(32), "cookie_key": bytes(32)}
+
+
 def record(content_type: int, body: bytes) -> bytes:
     return bytes((content_type, 3, 3)) + len(body).to_bytes(2, "big") + body
 
@@ -153,6 +158,7 @@ def test_server_hello_byte_for_byte(pki):
         certificates=[certified(pki, "rsa")],
         random=scripted(SERVER_PRIVATE, SERVER_RANDOM),
         session_tickets=0,
+        **UNUSED_KEYS,
     )
     server = TLSServer(cfg, now=0.0)
     assert server.receive_data(record(22, CLIENT_HELLO)) == []
@@ -167,7 +173,10 @@ def test_server_hello_byte_for_byte(pki):
 @pytest.fixture
 def rfc_client() -> TLSClient:
     cfg = TLSConfig(
-        verify_peer=False, middlebox_compat=False, random=scripted(CLIENT_RANDOM, CLIENT_PRIVATE)
+        verify_peer=False,
+        middlebox_compat=False,
+        random=scripted(CLIENT_RANDOM, CLIENT_PRIVATE),
+        **UNUSED_KEYS,
     )
     client = TLSClient(cfg, "server", now=0.0)
     ours = client.data_to_send()

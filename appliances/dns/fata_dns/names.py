@@ -18,23 +18,6 @@ class BadName(ValueError):
     """A name that is not a valid domain name (label too long, name too long, bad syntax)."""
 
 
-def parent(name: bytes) -> bytes:
-    """The name one label up; the root is its own parent."""
-    if name == ROOT:
-        return ROOT
-    return name[name[0] + 1 :]
-
-
-def label_count(name: bytes) -> int:
-    """Number of labels, root excluded."""
-    n = 0
-    i = 0
-    while name[i]:
-        i += name[i] + 1
-        n += 1
-    return n
-
-
 def is_subdomain(name: bytes, zone: bytes) -> bool:
     """Whether ``name`` equals ``zone`` or lies below it (both lowercase wire)."""
     if not name.endswith(zone):

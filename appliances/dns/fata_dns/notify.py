@@ -6,8 +6,11 @@ replies; the unikernel owns the socket and the timer.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
+
+from fata.devices import IPAddress
 
 from fata_dns.lookup import Answer
 from fata_dns.records import IN, SOA
@@ -58,7 +61,8 @@ class NotifySender:
         for key, item in list(self._pending.items()):
             if item.origin == zone.origin:
                 del self._pending[key]
-        for target in targets:
+        for given in targets:
+            target = _endpoint(given)
             msg_id = (seed + self._next_id) & 0xFFFF
             self._next_id += 1
             message = build_notify(zone, msg_id)
@@ -83,12 +87,15 @@ class NotifySender:
         """When :meth:`due` next has something to do, if ever."""
         return min((p.due for p in self._pending.values()), default=None)
 
-    def on_reply(self, payload: bytes, peer: tuple[str, int]) -> bool:
+    def on_reply(self, payload: bytes, peer: tuple[object, int]) -> bool:
         """Consume a datagram; True if it acknowledged one of our NOTIFYs."""
         if len(payload) < 12 or not payload[2] & 0x80 or (payload[2] >> 3) & 0xF != OPCODE_NOTIFY:
             return False
         msg_id = int.from_bytes(payload[:2], "big")
-        item = self._pending.pop((msg_id, (peer[0], peer[1])), None)
+        try:
+            item = self._pending.pop((msg_id, _endpoint(peer)), None)
+        except ValueError:
+            return False
         if item is None:
             return False
         self.acknowledged += 1
@@ -98,3 +105,8 @@ class NotifySender:
     def pending(self) -> int:
         """How many NOTIFYs are still unanswered."""
         return len(self._pending)
+
+
+def _endpoint(address: tuple[object, int]) -> tuple[IPAddress, int]:
+    """A target or sender as one comparable form, whether given as text or address object."""
+    return ipaddress.ip_address(address[0]), address[1]

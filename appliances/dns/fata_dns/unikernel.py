@@ -64,8 +64,8 @@ class DnsAppliance:
         catalog = load_catalog(self.zone_files, self.data)
         self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []))
         if not self.args.listen:  # the stack's own address: one command works on every target
-            addresses = self.stack.ipv4_addresses
-            self.args.listen = addresses[0] if addresses else "0.0.0.0"
+            addresses = [a for a in self.stack.addresses if a.version == 4]
+            self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
         udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp,
                                           reply_cache=self.server.reply_cache)
         tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)

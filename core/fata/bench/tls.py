@@ -7,7 +7,7 @@ exchange (X25519, both sides' default) and the same file; the same C clients dri
   wall-clock time;
 - bulk MB/s: ``curl`` downloading one large file over TLS 1.3 (best of several runs).
 
-Servers: ``python -m fata.tls.testserver`` (asyncio, uvloop when installed) and
+Servers: ``python -m fata.bench.servers.tls`` (asyncio, uvloop when installed) and
 ``openssl s_server -WWW``.  Targets: bulk >= 0.8x, handshakes >= 0.5x OpenSSL.
 """
 
@@ -87,7 +87,7 @@ def _server_cmd(peer: str, cert: Path, key: Path, port: int, docroot: Path) -> l
         return [
             sys.executable,
             "-m",
-            "fata.tls.testserver",
+            "fata.bench.servers.tls",
             "--cert",
             str(cert),
             "--key",

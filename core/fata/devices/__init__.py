@@ -5,37 +5,65 @@ target: the same appliance runs over host sockets, Fata's own TCP/IP on a TAP de
 Xen-ABI rings.  Platforms (``fata.platform``) provide the implementations.
 """
 
+from fata.devices.block import Block, BlockError, BlockInfo
 from fata.devices.clock import Clock
 from fata.devices.console import Console
+from fata.devices.errors import (
+    AddressInUse,
+    AddressNotAvailable,
+    NetworkUnreachable,
+    StackError,
+)
 from fata.devices.kv import KV, KeyNotFound
 from fata.devices.lifecycle import Lifecycle
+from fata.devices.netif import Netif
 from fata.devices.random import Random
 from fata.devices.stack import (
     Address,
+    AddressLike,
     DatagramHandler,
     Flow,
     FlowHandler,
+    Interface,
+    IPAddress,
     ReplyCache,
     Stack,
     TcpListener,
     UdpEndpoint,
+    bind_address,
+    ip_address,
     reply_bytes,
+    sockaddr,
 )
 
 __all__ = [
     "KV",
     "Address",
+    "AddressInUse",
+    "AddressLike",
+    "AddressNotAvailable",
+    "Block",
+    "BlockError",
+    "BlockInfo",
     "Clock",
     "Console",
     "DatagramHandler",
     "Flow",
     "FlowHandler",
+    "IPAddress",
+    "Interface",
     "KeyNotFound",
     "Lifecycle",
+    "Netif",
+    "NetworkUnreachable",
     "Random",
     "ReplyCache",
     "Stack",
+    "StackError",
     "TcpListener",
     "UdpEndpoint",
+    "bind_address",
+    "ip_address",
     "reply_bytes",
+    "sockaddr",
 ]

@@ -13,26 +13,35 @@ one wake-up per affected flow, not one per frame.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
-import random as _random
 import struct
+import weakref
 from collections.abc import Callable, Sequence
 
 from fata.devices import (
+    Address,
+    AddressInUse,
+    AddressLike,
+    AddressNotAvailable,
     Console,
     DatagramHandler,
     Flow,
     FlowHandler,
+    Interface,
+    NetworkUnreachable,
     ReplyCache,
     Stack,
     TcpListener,
     UdpEndpoint,
+    bind_address,
+    ip_address,
     reply_bytes,
 )
+from fata.devices.netif import Netif
 from fata.net import arp, checksum, dhcp, ethernet, icmp, ipv4, tcp_wire, udp
 from fata.net.errors import ParseError
 from fata.net.ipv4 import Ipv4Config
-from fata.net.netif import Netif
 from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
 
 EPHEMERAL = (49152, 65535)
@@ -47,6 +56,11 @@ _UDP_IN = struct.Struct("!12xIHHIHIIHHHH")
 _UDP_OUT = struct.Struct("!HHHIH8sHHHH")
 _M = 0xFFFF
 _Route = tuple[bytes, float, int, bytes, int]
+_IP = ipaddress.IPv4Address
+
+
+def _address(ip: bytes, port: int) -> Address:
+    return _IP(ip), port
 
 
 class DirectUdpEndpoint(UdpEndpoint):
@@ -61,15 +75,19 @@ class DirectUdpEndpoint(UdpEndpoint):
         # the fast path's view of the reply cache: (entries, prefix, payload offset)
         self.memo = None if reply_cache is None else (
             reply_cache.entries, reply_cache.prefix, 42 + reply_cache.prefix)
-        self.local = (ipv4.ntoa(ip), port)
+        self.local = _address(ip, port)
         self.closed = False
 
-    def sendto(self, data: bytes, peer: tuple[str, int]) -> None:
-        """Send one datagram from this port."""
+    def sendto(self, data: bytes, peer: tuple[AddressLike, int]) -> None:
+        """Send one datagram from this port (an IPv6 peer is unreachable: dropped)."""
         if self.closed:
             return
         stack = self._stack
-        dst = ipv4.addr(peer[0])
+        ip = ip_address(peer[0])
+        if ip.version != 4:
+            stack._count("udp_unreachable_drops")
+            return
+        dst = ip.packed
         src = self.ip if self.ip != _ANY else stack.source_for(dst)
         stack.udp_send(src, self.port, dst, peer[1], data)
 
@@ -88,9 +106,11 @@ class DirectFlow(Flow):
         self._stack = stack
         self._conn = conn
         self._waiter: asyncio.Future[None] | None = None
+        self._shut = False  # our side is done sending (shutdown or close)
+        self._closed = False  # close(): nothing more is read
         conn.user = self
-        self.local = (ipv4.ntoa(conn.local_ip), conn.local_port)
-        self.peer = (ipv4.ntoa(conn.remote_ip), conn.remote_port)
+        self.local = _address(conn.local_ip, conn.local_port)
+        self.peer = _address(conn.remote_ip, conn.remote_port)
 
     @property
     def connection(self) -> Connection:
@@ -107,6 +127,8 @@ class DirectFlow(Flow):
         self._conn.nagle = not value
 
     def _wake(self) -> None:
+        if self._closed and self._conn.rcvbuf:  # data after close: reset, as a socket does
+            self.abort()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -119,8 +141,10 @@ class DirectFlow(Flow):
             self._waiter = None
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """The next received bytes; ``b""`` at end of stream or after a reset."""
+        """The next received bytes; ``b""`` at end of stream, after a reset or our close."""
         conn = self._conn
+        if self._closed:
+            return b""
         while not conn.rcvbuf:
             if conn.peer_fin or conn.state == State.CLOSED:
                 return b""
@@ -134,22 +158,38 @@ class DirectFlow(Flow):
         conn = self._conn
         view = memoryview(data)
         loop = self._stack.loop
+        if self._shut:
+            raise BrokenPipeError("write after shutdown or close")
         while view:
             if conn.error is not None or conn.state == State.CLOSED:
-                raise ConnectionResetError(str(conn.error or "connection closed"))
+                raise ConnectionResetError(str(conn.error or "connection reset"))
             n = conn.app_send(view, loop.time())
             self._stack.flush()
             view = view[n:]
             if view:
                 await self._wait()
 
-    async def close(self) -> None:
-        """Send FIN after the queued data."""
+    async def shutdown(self) -> None:
+        """Half-close: FIN after the queued data; the peer's data can still be read."""
+        if self._shut:
+            return
+        self._shut = True
         self._conn.app_close(self._stack.loop.time())
         self._stack.flush()
 
+    async def close(self) -> None:
+        """FIN after the queued data and stop reading; unread data means RST instead."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._conn.rcvbuf:
+            self.abort()
+            return
+        await self.shutdown()
+
     def abort(self) -> None:
         """Send RST and forget the connection."""
+        self._shut = self._closed = True
         if self._conn.state != State.CLOSED:
             self._conn.app_abort(self._stack.loop.time())
             self._stack.flush()
@@ -162,10 +202,11 @@ class DirectTcpListener(TcpListener):
         self._stack = stack
         self.listener = listener
         self.handler = handler
-        self.local = (ipv4.ntoa(listener.ip), listener.port)
+        self.local = _address(listener.ip, listener.port)
 
     def close(self) -> None:
-        """Stop accepting."""
+        """Stop accepting; connections whose handshake already completed are still served
+        (the handler stays reachable from them, ``DirectStack._handlers``)."""
         self._stack.tcp.unlisten(self.listener)
         self._stack._listeners.pop(self.listener, None)
 
@@ -192,10 +233,13 @@ class DirectStack(Stack):
         self.counters: dict[str, int] = {}
         self._udp: dict[tuple[bytes, int], DirectUdpEndpoint] = {}
         self._listeners: dict[Listener, DirectTcpListener] = {}
+        # every listener's handler, open or closed, for as long as a connection refers to it
+        self._handlers: weakref.WeakKeyDictionary[Listener, FlowHandler] = \
+            weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
         self._eth_headers: dict[bytes, bytes] = {}
         # datagram fast path state, keyed by integers (no tuple or bytes objects per packet)
-        self._names: dict[int, str] = {}
+        self._names: dict[int, ipaddress.IPv4Address] = {}
         self._routes: dict[int, _Route] = {}  # on-link peer -> what its replies reuse
         self._udp_keys: dict[int, DirectUdpEndpoint] = {}  # (ip << 16) | port -> endpoint
         self._local_ints: set[int] = set()
@@ -238,9 +282,13 @@ class DirectStack(Stack):
             self.netif.send(self.arp.gratuitous(ip))
 
     @property
-    def ipv4_addresses(self) -> list[str]:
-        """Our configured address(es)."""
-        return [ipv4.ntoa(ip) for ip in sorted(self._local)]
+    def interfaces(self) -> list[Interface]:
+        """The one interface: the netif, with the configured address (none before DHCP)."""
+        config = self.config
+        addresses = () if config is None else (ipaddress.IPv4Interface(
+            (_IP(config.address), config.prefix_len)),)
+        return [Interface(getattr(self.netif, "name", "net0"), self.netif.mac, self.netif.mtu,
+                          addresses)]
 
     def source_for(self, dst: bytes) -> bytes:
         """The source address to use towards ``dst``."""
@@ -310,7 +358,7 @@ class DirectStack(Stack):
                             if peer_ip is None:
                                 if len(names) > 4096:
                                     names.clear()
-                                peer_ip = names[src] = ipv4.ntoa(src.to_bytes(4, "big"))
+                                peer_ip = names[src] = _IP(src)
                             try:
                                 reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
                                 if reply is None:
@@ -463,7 +511,7 @@ class DirectStack(Stack):
                 self._icmp_error(hdr, packet, icmp.CODE_PORT_UNREACHABLE)
             return
         try:
-            reply = ep.handler(bytes(data), (ipv4.ntoa(hdr.src), sport))
+            reply = ep.handler(bytes(data), _address(hdr.src, sport))
             if reply is not None and reply.__class__ is not bytes:
                 reply = reply_bytes(reply)
         except Exception as exc:
@@ -584,12 +632,12 @@ class DirectStack(Stack):
 
     def _accept(self, conn: Connection) -> None:
         self.tcp.accepted_by_app(conn)
-        listener = self._listeners.get(conn.listener)  # type: ignore[arg-type]
-        if listener is None or self._closed:
+        handler = self._handlers.get(conn.listener)  # type: ignore[arg-type]
+        if handler is None or self._closed:
             conn.app_abort(self.loop.time())
             return
         flow = DirectFlow(self, conn)
-        task = self.loop.create_task(self._run_handler(listener.handler, flow))
+        task = self.loop.create_task(self._run_handler(handler, flow))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -689,52 +737,70 @@ class DirectStack(Stack):
 
     # ------------------------------------------------------------------ Stack interface
 
-    def _bind_ip(self, addr: str) -> bytes:
-        ip = ipv4.addr(addr) if addr else _ANY
-        if ip != _ANY and ip not in self._local:
-            raise OSError(99, f"cannot bind to {addr}: not an address of this stack")
-        return ip
+    def _bind_ip(self, addr: AddressLike | None) -> bytes:
+        ip = bind_address(addr)
+        if ip.version != 4:
+            raise AddressNotAvailable(f"cannot bind to {ip}: this stack has no IPv6 address")
+        raw = ip.packed
+        if raw != _ANY and raw not in self._local:
+            raise AddressNotAvailable(f"cannot bind to {ip}: not an address of this stack")
+        return raw
 
-    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler, *,
-                         reply_cache: ReplyCache | None = None) -> UdpEndpoint:
+    @staticmethod
+    def _taken(bound: dict, ip: bytes, port: int) -> bool:
+        """Whether ``ip:port`` clashes with a bound one: the same address, or either of the
+        two is the wildcard (Linux's rule for listening ports)."""
+        if ip == _ANY:
+            return any(p == port for _ip, p in bound)
+        return (ip, port) in bound or (_ANY, port) in bound
+
+    async def udp_listen(self, addr: AddressLike | None, port: int, handler: DatagramHandler,
+                         *, reply_cache: ReplyCache | None = None) -> UdpEndpoint:
         """Bind a UDP port; ``port`` 0 picks a free ephemeral one.  The datagram fast path
         answers from ``reply_cache`` before calling the handler."""
         ip = self._bind_ip(addr)
         if port == 0:
-            port = self._free_port(lambda p: (ip, p) in self._udp or (_ANY, p) in self._udp)
-        if (ip, port) in self._udp:
-            raise OSError(98, f"UDP port {port} already in use")
+            port = self._free_port(lambda p: self._taken(self._udp, ip, p))
+        if self._taken(self._udp, ip, port):
+            raise AddressInUse(f"cannot bind UDP {ipv4.ntoa(ip)}:{port}: already in use")
         ep = DirectUdpEndpoint(self, ip, port, handler, reply_cache)
         self._udp[(ip, port)] = ep
         self._udp_keys[(int.from_bytes(ip, "big") << 16) | port] = ep
         return ep
 
-    async def tcp_listen(self, addr: str, port: int, handler: FlowHandler, *,
+    async def tcp_listen(self, addr: AddressLike | None, port: int, handler: FlowHandler, *,
                          backlog: int = 128) -> TcpListener:
         """Listen on a TCP port."""
         ip = self._bind_ip(addr)
         if port == 0:
-            port = self._free_port(lambda p: (ip, p) in self.tcp.listeners)
+            port = self._free_port(lambda p: self._taken(self.tcp.listeners, ip, p))
+        if self._taken(self.tcp.listeners, ip, port):
+            raise AddressInUse(f"cannot listen on TCP {ipv4.ntoa(ip)}:{port}: already in use")
         listener = self.tcp.listen(ip, port, backlog)
         wrapped = DirectTcpListener(self, listener, handler)
         self._listeners[listener] = wrapped
+        self._handlers[listener] = handler
         return wrapped
 
     def _free_port(self, used: Callable[[int], bool]) -> int:
         lo, hi = EPHEMERAL
-        start = _random.randint(lo, hi)
+        start = lo + int.from_bytes(self.rand(4), "big") % (hi - lo + 1)
         for i in range(hi - lo + 1):
             port = lo + (start - lo + i) % (hi - lo + 1)
             if not used(port):
                 return port
-        raise OSError(98, "no free port")
+        raise AddressInUse("no free port")
 
-    async def tcp_connect(self, addr: str, port: int, *, timeout: float | None = None) -> Flow:
+    async def tcp_connect(self, addr: AddressLike, port: int, *,
+                          timeout: float | None = None) -> Flow:
         """Active open; raises ``ConnectionRefusedError``, ``TimeoutError``..."""
-        dst = ipv4.addr(addr)
+        ip = ip_address(addr)
+        if ip.version != 4:
+            raise NetworkUnreachable(f"cannot connect to {ip}: this stack has no IPv6")
+        dst = ip.packed
         src = self.source_for(dst)
         if src == _ANY:
-            raise OSError(101, "network is unreachable: no address configured")
+            raise NetworkUnreachable("network is unreachable: no address configured")
         lport = self._free_port(lambda p: (src, p, dst, port) in self.tcp.conns)
         conn = self.tcp.connect(src, lport, dst, port, self.loop.time())
         flow = DirectFlow(self, conn)

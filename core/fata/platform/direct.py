@@ -1,22 +1,25 @@
-"""``--net direct``: Fata's own TCP/IP stack on a TAP device.
+"""``--net direct``: Fata's own TCP/IP stack on a TAP device or an existing interface.
 
 ``fata run APP --net direct`` with no options creates TAP ``fata0``, gives the host side
 10.77.0.1/24 and answers on 10.77.0.2: one command for a newcomer, after which
 ``ping 10.77.0.2`` works from the host.  Every part can be changed (``--netif``, ``--ipv4``,
-``--ipv4-gateway``, ``--dhcp``, ``--host-ipv4``, ``--mtu``).
+``--ipv4-gateway``, ``--dhcp``, ``--host-ipv4``, ``--mtu``).  The stack's interface is, in
+order: the ``netif()`` device its config names (``stack(netifs=[...])``), the port the
+command line names after the stack device (``--netif stack=if:veth0``), the short form
+``--netif IFNAME`` (a TAP), or TAP ``fata0``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 
-from fata.devices import Console, Stack
+from fata.devices import Stack
 from fata.net.ipv4 import Ipv4Config
 from fata.net.stack import DirectStack
 from fata.platform import PlatformError
-from fata.platform.tap import TapNetif, configure_host
+from fata.platform import netif as netif_platform
+from fata.platform.registry import DeviceContext
 
 DEFAULT_NETIF = "fata0"
 DEFAULT_IPV4 = "10.77.0.2/24"
@@ -25,9 +28,8 @@ DEFAULT_HOST_IPV4 = "10.77.0.1/24"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``--net direct``."""
+    netif_platform.add_arguments(parser)
     group = parser.add_argument_group("direct network stack (--net direct)")
-    group.add_argument("--netif", default=DEFAULT_NETIF, metavar="NAME",
-                       help=f"TAP device to use, created if missing (default {DEFAULT_NETIF})")
     group.add_argument("--ipv4", default=None, metavar="ADDR/LEN",
                        help=f"the appliance's address (default {DEFAULT_IPV4} unless --dhcp)")
     group.add_argument("--ipv4-gateway", default=None, metavar="ADDR",
@@ -59,29 +61,39 @@ def _parse(options: argparse.Namespace) -> tuple[Ipv4Config | None, str | None]:
     return config, host
 
 
-async def open_stack(options: argparse.Namespace, console: Console) -> Stack:
-    """Create/configure the TAP, bring the stack up and say where it answers."""
+async def open_stack(name: str, spec: dict, ctx: DeviceContext) -> Stack:
+    """Open the interface, bring the stack up and say where it answers."""
+    options, console = ctx.options, ctx.console
     config, host = _parse(options)
-    name = options.netif
-    netif = TapNetif.open(name, mtu=options.mtu)
+    declared = spec.get("netifs") or []
+    if declared:
+        netif = ctx.devices[declared[0]]
+        host = None
+    else:
+        short, named = netif_platform.netif_choices(options)
+        choice = named.get(name) or netif_platform.NetifChoice("tap", short or DEFAULT_NETIF)
+        if choice.kind != "tap":
+            host = None  # an existing interface's far side is not ours to configure
+        netif = await netif_platform.open_choice(choice, mtu=options.mtu, host_cidr=host)
+    iface = netif.name
     try:
-        # pyroute2 runs its own asyncio loop inside; keep it off ours (which may be uvloop)
-        await asyncio.to_thread(configure_host, name, host, options.mtu)
-        stack = DirectStack(netif, config, console=console)
+        stack = DirectStack(netif, config, console=console, rand=ctx.random.bytes)
         stack.start()
         if options.dhcp:
-            console.info(f"direct: {name} up, asking DHCP for an address")
+            console.info(f"direct: {iface} up, asking DHCP for an address")
             try:
                 await stack.run_dhcp(timeout=60.0)
             except TimeoutError as exc:
                 await stack.close()
-                raise PlatformError(f"no DHCP answer on {name} within 60 s") from exc
+                raise PlatformError(f"no DHCP answer on {iface} within 60 s") from exc
     except BaseException:
         netif.close()
         raise
-    offload = "TSO+checksum offload" if netif.tso else "no offload"
-    where = ", ".join(stack.ipv4_addresses)
+    offload = "TSO+checksum offload" if netif.tso else \
+        "checksum offload" if netif.csum_offload else "no offload"
+    where = ", ".join(str(a) for a in stack.addresses)
     host_part = f", host side {host}" if host else ""
-    console.info(f"direct: appliance answers on {where} via TAP {name}{host_part} "
-                 f"(mtu {options.mtu}, {offload})")
+    what = "TAP" if type(netif).__name__ == "TapNetif" else "interface"
+    console.info(f"direct: appliance answers on {where} via {what} {iface}{host_part} "
+                 f"(mtu {netif.mtu}, {offload})")
     return stack

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from fata.devices import KV, KeyNotFound
+from fata.platform.registry import DeviceContext
 
 
 class DirectoryKV(KV):
@@ -39,3 +40,8 @@ class DirectoryKV(KV):
     def keys(self, prefix: str = "") -> list[str]:
         """Sorted keys starting with ``prefix``."""
         return [k for k in self._keys if k.startswith(prefix)]
+
+
+async def open_kv_ro(name: str, spec: dict, ctx: DeviceContext) -> KV:
+    """The directory baked into the image under ``data/``."""
+    return DirectoryKV(ctx.root / "data" / spec["directory"])

@@ -15,21 +15,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import socket
+import struct
 from contextlib import suppress
 
 from fata.devices import (
+    Address,
+    AddressLike,
     Console,
     DatagramHandler,
     Flow,
     FlowHandler,
+    Interface,
     ReplyCache,
     Stack,
     TcpListener,
     UdpEndpoint,
+    bind_address,
+    ip_address,
     reply_bytes,
 )
+from fata.devices.errors import from_os_error
 from fata.platform import PlatformError
+from fata.platform.host_interfaces import host_interfaces
+from fata.platform.registry import DeviceContext
 from fata.runtime import trace
 
 try:
@@ -40,6 +50,13 @@ except ImportError:  # built without a C compiler: recvfrom/sendto it is
 MAX_DATAGRAM = 65535
 DRAIN_BATCH = 256  # datagrams handled per wake-up before yielding to other work
 MMSG_BATCH = 64  # datagrams per recvmmsg/sendmmsg call
+_LINGER_RESET = struct.pack("ii", 1, 0)
+PEER_CACHE = 4096  # converted sender addresses kept per endpoint
+
+
+def _address(sockname: tuple) -> Address:
+    """A socket module address (2- or 4-tuple) as the contract's ``(ip, port)``."""
+    return ip_address(sockname[0]), sockname[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,13 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(default) is mmsg where built")
 
 
-async def open_stack(options: argparse.Namespace, console: Console) -> Stack:
+async def open_stack(name: str, spec: dict, ctx: DeviceContext) -> Stack:
     """Return the host-socket stack."""
-    udp_io = getattr(options, "udp_io", "auto")
+    udp_io = getattr(ctx.options, "udp_io", "auto")
     if udp_io == "mmsg" and Batch is None:
         raise PlatformError("--udp-io mmsg: this build has no fata.platform._mmsg "
                             "(it is compiled at install time when a C compiler is present)")
-    return SocketStack(console, batched_udp=udp_io != "plain")
+    return SocketStack(ctx.console, batched_udp=udp_io != "plain")
 
 
 class SocketUdpEndpoint(UdpEndpoint):
@@ -70,7 +87,8 @@ class SocketUdpEndpoint(UdpEndpoint):
         self._sock = sock
         self._handler = handler
         self._console = console
-        self.local = sock.getsockname()[:2]
+        self.local = _address(sock.getsockname())
+        self._peers: dict[tuple, Address] = {}  # the socket module's form -> the contract's
         self.received = 0
         self.send_errors = 0
         self.handler_errors = 0
@@ -105,7 +123,11 @@ class SocketUdpEndpoint(UdpEndpoint):
             self.received += got
             replies: list[bytes | None] = []
             append = replies.append
-            for data, peer in batch:
+            peers = self._peers
+            for data, raw in batch:
+                peer = peers.get(raw)
+                if peer is None:
+                    peer = self._peer(raw)
                 try:
                     answer = handler(data, peer)
                     if answer is not None and answer.__class__ is not bytes:
@@ -123,9 +145,10 @@ class SocketUdpEndpoint(UdpEndpoint):
         sendto = self._sock.sendto
         handler = self._handler
         count = 0
+        peers = self._peers
         for _ in range(DRAIN_BATCH):
             try:
-                data, peer = recvfrom(MAX_DATAGRAM)
+                data, raw = recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # e.g. ICMP errors surfaced as ECONNREFUSED: not ours to act on
@@ -133,6 +156,9 @@ class SocketUdpEndpoint(UdpEndpoint):
                     break
                 continue
             count += 1
+            peer = peers.get(raw)
+            if peer is None:
+                peer = self._peer(raw)
             try:
                 reply = handler(data, peer)
                 if reply is not None and reply.__class__ is not bytes:
@@ -142,19 +168,26 @@ class SocketUdpEndpoint(UdpEndpoint):
                 continue
             if reply is not None:
                 try:
-                    sendto(reply, peer)
+                    sendto(reply, raw)
                 except OSError:
                     self.send_errors += 1
         self.received += count
+
+    def _peer(self, raw: tuple) -> Address:
+        """Convert a sender's address once; hot senders are then one dict lookup."""
+        if len(self._peers) >= PEER_CACHE:
+            self._peers.clear()
+        peer = self._peers[raw] = _address(raw)
+        return peer
 
     def _handler_failed(self, exc: Exception) -> None:
         self.handler_errors += 1
         self._console.error(f"udp {self.local[0]}:{self.local[1]} handler failed: {exc!r}")
 
-    def sendto(self, data: bytes, peer: tuple[str, int]) -> None:
+    def sendto(self, data: bytes, peer: tuple[AddressLike, int]) -> None:
         """Send one datagram; a full socket buffer drops it (UDP semantics)."""
         try:
-            self._sock.sendto(data, peer)
+            self._sock.sendto(data, (str(peer[0]), peer[1]))
         except OSError:
             self.send_errors += 1
 
@@ -173,14 +206,20 @@ class SocketUdpEndpoint(UdpEndpoint):
 class SocketFlow(Flow):
     """A TCP connection over asyncio streams."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 owner: set[SocketFlow] | None = None) -> None:
+        self._owner = owner  # the stack's set of flows to close, left when this one ends
         self._reader = reader
         self._writer = writer
-        self.local = writer.get_extra_info("sockname")[:2]
-        self.peer = writer.get_extra_info("peername")[:2]
+        self._shut = False  # our side is done sending (shutdown or close)
+        self._closed = False
+        self.local = _address(writer.get_extra_info("sockname"))
+        self.peer = _address(writer.get_extra_info("peername"))
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """Next bytes, ``b""`` at end of stream (a reset also reads as the end)."""
+        """Next bytes, ``b""`` at end of stream (a reset, or our close, also reads as the end)."""
+        if self._closed:
+            return b""
         try:
             return await self._reader.read(max_bytes)
         except ConnectionError:
@@ -188,13 +227,27 @@ class SocketFlow(Flow):
 
     async def write(self, data: bytes) -> None:
         """Write and wait for the buffer to drain below its high-water mark."""
+        if self._shut:
+            raise BrokenPipeError("write after shutdown or close")
         if self._writer.is_closing():
-            raise ConnectionResetError("connection closed")
+            raise ConnectionResetError("connection reset")
         self._writer.write(data)
         await self._writer.drain()
 
+    async def shutdown(self) -> None:
+        """Send FIN after pending data (``shutdown(SHUT_WR)``); reading goes on."""
+        if self._shut:
+            return
+        self._shut = True
+        if not self._writer.is_closing():
+            with suppress(ConnectionError):
+                self._writer.write_eof()
+
     async def close(self) -> None:
-        """Send FIN after pending data."""
+        """Send FIN after pending data and stop reading (unread or later data: RST)."""
+        self._shut = self._closed = True
+        if self._owner is not None:
+            self._owner.discard(self)
         if not self._writer.is_closing():
             self._writer.close()
         with suppress(Exception):
@@ -202,6 +255,13 @@ class SocketFlow(Flow):
 
     def abort(self) -> None:
         """Reset the connection."""
+        self._shut = self._closed = True
+        if self._owner is not None:
+            self._owner.discard(self)
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:  # linger 0: the close is a RST, not a FIN
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self._writer.transport.abort()
 
 
@@ -210,7 +270,7 @@ class SocketTcpListener(TcpListener):
 
     def __init__(self, server: asyncio.base_events.Server) -> None:
         self._server = server
-        self.local = server.sockets[0].getsockname()[:2]
+        self.local = _address(server.sockets[0].getsockname())
 
     def close(self) -> None:
         """Stop accepting."""
@@ -228,32 +288,35 @@ class SocketStack(Stack):
         self._flows: set[SocketFlow] = set()
 
     @property
-    def ipv4_addresses(self) -> list[str]:
-        """The host's addresses are whatever the kernel has; loopback is always there."""
-        return ["127.0.0.1"]
+    def interfaces(self) -> list[Interface]:
+        """The host's interfaces and addresses, as the kernel has them now (loopback first)."""
+        return host_interfaces()
 
-    async def udp_listen(self, addr: str, port: int, handler: DatagramHandler, *,
+    async def udp_listen(self, addr: AddressLike | None, port: int, handler: DatagramHandler, *,
                          reply_cache: ReplyCache | None = None) -> UdpEndpoint:
         """Bind a non-blocking UDP socket and serve it from the loop's reader callback.
 
         ``reply_cache`` is used on the batched path, unless tracing wraps the handler (every
         datagram is then a span)."""
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ip = bind_address(addr)
+        sock = socket.socket(_family(ip), socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.bind((addr, port))
+            if ip.version == 6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((str(ip), port))
         except OSError as exc:
             sock.close()
-            raise PlatformError(f"cannot bind UDP {addr}:{port}: {exc.strerror}") from None
+            raise from_os_error(exc, f"cannot bind UDP {_text(ip, port)}") from None
         traced = trace.wrap_datagram_handler(handler, f"udp:{port}")
         endpoint = SocketUdpEndpoint(loop, sock, traced, self._console, batched=self._batched_udp,
                                      reply_cache=reply_cache if traced is handler else None)
         self._udp.append(endpoint)
         return endpoint
 
-    async def tcp_listen(self, addr: str, port: int, handler: FlowHandler, *,
+    async def tcp_listen(self, addr: AddressLike | None, port: int, handler: FlowHandler, *,
                          backlog: int = 128) -> TcpListener:
         """Listen with asyncio streams; a handler that raises aborts its connection only."""
         console = self._console
@@ -275,19 +338,33 @@ class SocketStack(Stack):
                 if not writer.is_closing():
                     writer.close()
 
+        ip = bind_address(addr)
+        sock = socket.socket(_family(ip), socket.SOCK_STREAM)
         try:
-            server = await asyncio.start_server(on_connect, addr, port, backlog=backlog,
-                                                reuse_address=True)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ip.version == 6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((str(ip), port))
+            server = await asyncio.start_server(on_connect, sock=sock, backlog=backlog)
         except OSError as exc:
-            raise PlatformError(f"cannot listen on TCP {addr}:{port}: {exc.strerror}") from None
+            sock.close()
+            raise from_os_error(exc, f"cannot listen on TCP {_text(ip, port)}") from None
         listener = SocketTcpListener(server)
         self._listeners.append(listener)
         return listener
 
-    async def tcp_connect(self, addr: str, port: int, *, timeout: float | None = None) -> Flow:
+    async def tcp_connect(self, addr: AddressLike, port: int, *,
+                          timeout: float | None = None) -> Flow:
         """Connect through the kernel."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), timeout)
-        return SocketFlow(reader, writer)
+        ip = ip_address(addr)
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(str(ip), port),
+                                                    timeout)
+        except OSError as exc:
+            raise from_os_error(exc, f"cannot connect to {_text(ip, port)}") from None
+        flow = SocketFlow(reader, writer, owner=self._flows)
+        self._flows.add(flow)
+        return flow
 
     async def close(self) -> None:
         """Close everything this stack opened."""
@@ -299,3 +376,11 @@ class SocketStack(Stack):
             flow.abort()
         self._udp.clear()
         self._listeners.clear()
+
+
+def _family(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> socket.AddressFamily:
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

@@ -12,9 +12,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fata.devices import Clock, Console, Lifecycle, Random
+
+if TYPE_CHECKING:
+    from fata.platform.registry import DeviceContext
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -103,3 +106,25 @@ class UnixLifecycle(Lifecycle):
     async def wait_stopped(self) -> None:
         """Return once a stop was requested."""
         await self._stopped.wait()
+
+
+# ---------------------------------------------------------------- providers (fata.platform.registry)
+
+async def open_clock(name: str, spec: dict, ctx: DeviceContext) -> Clock:
+    """The host's clocks."""
+    return UnixClock()
+
+
+async def open_random(name: str, spec: dict, ctx: DeviceContext) -> Random:
+    """The kernel's CSPRNG."""
+    return UnixRandom()
+
+
+async def open_console(name: str, spec: dict, ctx: DeviceContext) -> Console:
+    """The runtime's console (one per appliance, shared with the runtime's own messages)."""
+    return ctx.console
+
+
+async def open_lifecycle(name: str, spec: dict, ctx: DeviceContext) -> Lifecycle:
+    """The runtime's lifecycle (signals are the runtime's to install)."""
+    return ctx.lifecycle

@@ -23,7 +23,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def runtime_parser(baked: dict[str, Any]) -> argparse.ArgumentParser:
-    """Options of the runtime itself plus those of the platform providing the network stack."""
+    """Options of the runtime itself plus those of the platforms providing the devices."""
     parser = argparse.ArgumentParser(
         prog=f"fata run {baked['name']}",
         description=f"Run the sealed {baked['name']} appliance "
@@ -33,18 +33,23 @@ def runtime_parser(baked: dict[str, Any]) -> argparse.ArgumentParser:
                         help="lowest level of events logged (default info)")
     parser.add_argument("--trace", metavar="FILE", default=None,
                         help="write a Chrome trace-event JSON file (open it in Perfetto)")
-    for module in stack_platform_modules(baked):
-        importlib.import_module(module).add_arguments(parser)
+    for module in device_modules(baked):
+        add = getattr(importlib.import_module(module), "add_arguments", None)
+        if add is not None:
+            add(parser)
     return parser
 
 
-def stack_platform_modules(baked: dict[str, Any]) -> list[str]:
-    """The platform module that provides the network stack, if the appliance has one."""
-    if not any(d["kind"] == "stack" for d in baked["devices"].values()):
-        return []
-    from fata.config import _PLATFORM_MODULES
+def device_modules(baked: dict[str, Any]) -> list[str]:
+    """The platform modules that provide the appliance's devices, in declaration order."""
+    from fata.platform.registry import provider
 
-    return [_PLATFORM_MODULES["stack"][baked["keys"]["net"]]]
+    modules: list[str] = []
+    for spec in baked["devices"].values():
+        module = provider(spec["kind"], baked["keys"])
+        if module not in modules:
+            modules.append(module)
+    return modules
 
 
 def appliance_parser(baked: dict[str, Any]) -> argparse.ArgumentParser:

@@ -19,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fata.platform import PlatformError
-from fata.platform.unix import UnixClock, UnixConsole, UnixLifecycle, UnixRandom
+from fata.platform.registry import DeviceContext, open_order, provider
+from fata.platform.unix import UnixConsole, UnixLifecycle, UnixRandom
 from fata.runtime import trace
-from fata.runtime.args import (
-    parse_appliance_args,
-    runtime_parser,
-    split_argv,
-    stack_platform_modules,
-)
+from fata.runtime.args import parse_appliance_args, runtime_parser, split_argv
 from fata.runtime.loop import loop_factory
 
 STOP_GRACE_SECONDS = 5.0
@@ -43,21 +39,30 @@ def run_baked(baked: dict[str, Any], argv: list[str], root: Path) -> int:
         return runner.run(_main(baked, options, args, Path(root), console, loop_name))
 
 
-def _make_device(kind: str, spec: dict[str, Any], root: Path, console: UnixConsole,
-                 lifecycle: UnixLifecycle) -> Any:
-    if kind == "clock":
-        return UnixClock()
-    if kind == "random":
-        return UnixRandom()
-    if kind == "console":
-        return console
-    if kind == "lifecycle":
-        return lifecycle
-    if kind == "kv_ro":
-        from fata.platform.kv_dir import DirectoryKV
+async def open_devices(baked: dict[str, Any], ctx: DeviceContext) -> dict[str, Any]:
+    """Every declared device, each from the platform module the registry names for it.
 
-        return DirectoryKV(root / "data" / spec["directory"])
-    raise PlatformError(f"no provider for device kind {kind!r}")
+    Opened into ``ctx.devices`` (netifs and blocks first, since a stack may stand on them),
+    so that on failure the caller still closes the ones already open."""
+    for name in open_order(baked["devices"]):
+        spec = baked["devices"][name]
+        module = importlib.import_module(provider(spec["kind"], baked["keys"]))
+        opener = getattr(module, f"open_{spec['kind']}")
+        ctx.devices[name] = await opener(name, spec, ctx)
+    return {name: ctx.devices[name] for name in baked["devices"]}
+
+
+async def close_devices(devices: dict[str, Any]) -> None:
+    """Close every device that can be closed, the last opened first; one failing does not
+    keep the others open."""
+    for device in reversed(list(devices.values())):
+        close = getattr(device, "close", None)
+        if close is None:
+            continue
+        with suppress(Exception):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 async def _main(baked: dict[str, Any], options: argparse.Namespace, args: argparse.Namespace,
@@ -70,16 +75,10 @@ async def _main(baked: dict[str, Any], options: argparse.Namespace, args: argpar
         tracer = trace.Tracer(Path(options.trace))
         trace.current = tracer
         tracer.install(loop)
-    devices: dict[str, Any] = {}
-    stack = None
+    ctx = DeviceContext(options, console, lifecycle, UnixRandom(), root, baked["devices"])
     status = 0
     try:
-        for name, spec in baked["devices"].items():
-            if spec["kind"] == "stack":
-                module = importlib.import_module(stack_platform_modules(baked)[0])
-                stack = devices[name] = await module.open_stack(options, console)
-            else:
-                devices[name] = _make_device(spec["kind"], spec, root, console, lifecycle)
+        devices = await open_devices(baked, ctx)
         module_name, func_name = baked["entry"].split(":", 1)
         start = getattr(importlib.import_module(module_name), func_name)
         console.info(f"{baked['name']} {baked['version']} starting "
@@ -106,9 +105,7 @@ async def _main(baked: dict[str, Any], options: argparse.Namespace, args: argpar
         _report(console, exc)
         status = 1
     finally:
-        if stack is not None:
-            with suppress(Exception):
-                await stack.close()
+        await close_devices(ctx.devices)
         if tracer is not None:
             tracer.write()
             trace.current = None

@@ -45,11 +45,6 @@ class Tracer:
         event.setdefault("tid", threading.get_ident() % 100000)
         self.events.append(event)
 
-    def instant(self, name: str, cat: str, args: dict[str, Any] | None = None) -> None:
-        """A point event (a datagram arrived, a connection was accepted)."""
-        self._add({"name": name, "cat": cat, "ph": "i", "s": "t", "ts": self.now_us(),
-                   "args": args or {}})
-
     def complete(self, name: str, cat: str, start_us: float, args: dict[str, Any] | None = None) -> None:
         """A span from ``start_us`` to now (a request handled)."""
         end = self.now_us()

@@ -4,6 +4,8 @@ The protocol is ours (records, handshakes, key schedule, state machines); AEADs,
 exchange, signatures and X.509 come from ``cryptography``.  Use :class:`TLSServer` /
 :class:`TLSClient` directly (bytes in, events and bytes out, like h11), or
 ``fata.tls.flow.accept`` / ``connect`` to get a plaintext ``Flow`` over any ``Flow``.
+Randomness and time are injected, never read from the host: ``TLSConfig(random=...)`` (a
+``Random`` device's ``bytes``), ``now=`` on the engines and ``clock=`` on the adapter.
 """
 
 from fata.tls.alerts import AlertDescription, TLSAlert, TLSUsageError

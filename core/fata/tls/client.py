@@ -1,8 +1,9 @@
 """The client state machine: TLS 1.3 only (RFC 8446), with HelloRetryRequest, certificate
 validation with host-name checks, PSK resumption from tickets and KeyUpdate.
 
-States: ``wait_sh`` -> ``wait_ee`` -> ``wait_cert_cr`` -> ``wait_cv`` -> ``wait_finished``
--> ``connected``.
+States (``fata.tls.states.ClientState``, moves in ``CLIENT_TRANSITIONS``): ``WAIT_SH`` ->
+``WAIT_EE`` -> ``WAIT_CERT_CR`` (-> ``WAIT_CERT``) -> ``WAIT_CV`` -> ``WAIT_FINISHED`` ->
+``CONNECTED``; a resumed handshake goes from ``WAIT_EE`` straight to ``WAIT_FINISHED``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,28 @@ from fata.tls.messages import (
 from fata.tls.record import MAX_PLAINTEXT, Protection13
 from fata.tls.server import CV_SERVER_CONTEXT
 from fata.tls.sigalgs import TLS13_SCHEMES, verify
+from fata.tls.states import CLIENT_TRANSITIONS, ClientState
 from fata.tls.suites import SUITES, TLS13, CipherSuite
 from fata.tls.tls12 import DOWNGRADE_TLS12
 
 _SH_ALLOWED = frozenset((X.KEY_SHARE, X.PRE_SHARED_KEY, X.SUPPORTED_VERSIONS))
 _HRR_ALLOWED = frozenset((X.KEY_SHARE, X.COOKIE, X.SUPPORTED_VERSIONS))
+
+_C = ClientState
+_HANDLERS: dict[ClientState, dict[int, str]] = {
+    _C.WAIT_SH: {SERVER_HELLO: "_on_server_hello"},
+    _C.WAIT_EE: {ENCRYPTED_EXTENSIONS: "_on_encrypted_extensions"},
+    _C.WAIT_CERT_CR: {
+        CERTIFICATE_REQUEST: "_on_certificate_request",
+        CERTIFICATE: "_on_certificate",
+    },
+    _C.WAIT_CERT: {CERTIFICATE: "_on_certificate"},
+    _C.WAIT_CV: {CERTIFICATE_VERIFY: "_on_certificate_verify"},
+    _C.WAIT_FINISHED: {FINISHED: "_on_finished"},
+    _C.CONNECTED: {NEW_SESSION_TICKET: "_on_new_session_ticket", KEY_UPDATE: "_handle_key_update"},
+}
+"""The messages each state accepts and the method handling each; any other is
+unexpected_message."""
 
 
 class TLSClient(TLSConnection):
@@ -52,6 +70,8 @@ class TLSClient(TLSConnection):
     as soon as the object exists."""
 
     is_client = True
+    state: ClientState
+    _transitions = CLIENT_TRANSITIONS
 
     def __init__(
         self,
@@ -90,9 +110,9 @@ class TLSClient(TLSConnection):
         self._record_version = b"\x03\x01"
         groups = config.key_share_groups or config.groups[:1]
         self._shares = {g: KeyShare(g, self._random) for g in groups}
+        self.state = ClientState.WAIT_SH
         self._ch1 = self._send_client_hello()
         self._record_version = b"\x03\x03"
-        self.state = "wait_sh"
 
     # -------------------------------------------------------------- ClientHello
 
@@ -148,32 +168,13 @@ class TLSClient(TLSConnection):
     # ------------------------------------------------------------------ dispatch
 
     def _handle_handshake(self, msg_type: int, raw: bytes) -> None:
-        state = self.state
-        expected = {
-            "wait_sh": SERVER_HELLO,
-            "wait_ee": ENCRYPTED_EXTENSIONS,
-            "wait_cv": CERTIFICATE_VERIFY,
-            "wait_finished": FINISHED,
-        }.get(state)
-        if state == "wait_cert_cr" and msg_type == CERTIFICATE_REQUEST:
-            self._on_certificate_request(raw)
-        elif state in ("wait_cert_cr", "wait_cert") and msg_type == CERTIFICATE:
-            self._on_certificate(raw)
-        elif msg_type == expected:
-            {
-                SERVER_HELLO: self._on_server_hello,
-                ENCRYPTED_EXTENSIONS: self._on_encrypted_extensions,
-                CERTIFICATE_VERIFY: self._on_certificate_verify,
-                FINISHED: self._on_finished,
-            }[msg_type](raw)
-        elif state == "connected" and msg_type == NEW_SESSION_TICKET:
-            self._on_new_session_ticket(raw)
-        elif state == "connected" and msg_type == KEY_UPDATE:
-            self._handle_key_update(raw)
-        else:
+        handler = _HANDLERS[self.state].get(msg_type)
+        if handler is None:
             raise TLSAlert(
-                AlertDescription.unexpected_message, f"unexpected message {msg_type} in {state}"
+                AlertDescription.unexpected_message,
+                f"unexpected message {msg_type} in {self.state.value}",
             )
+        getattr(self, handler)(raw)
 
     def _send_compat_ccs(self) -> None:
         if self.config.middlebox_compat and not self._ccs_sent:
@@ -236,7 +237,7 @@ class TLSClient(TLSConnection):
         self._set_read(Protection13(suite, s_hs))
         self._send_compat_ccs()
         self._set_write(Protection13(suite, c_hs))
-        self.state = "wait_ee"
+        self._to(ClientState.WAIT_EE)
 
     def _on_hello_retry(self, sh: ServerHello, suite: CipherSuite, raw: bytes) -> None:
         if self._hrr_suite is not None:
@@ -292,7 +293,7 @@ class TLSClient(TLSConnection):
             value = X.parse_record_size_limit(exts[X.RECORD_SIZE_LIMIT])
             self._send_limit = min(MAX_PLAINTEXT, value - 1)
         self.transcript += raw
-        self.state = "wait_finished" if self.resumed else "wait_cert_cr"
+        self._to(ClientState.WAIT_FINISHED if self.resumed else ClientState.WAIT_CERT_CR)
 
     def _on_certificate_request(self, raw: bytes) -> None:
         r = Reader(raw, 4)
@@ -300,7 +301,7 @@ class TLSClient(TLSConnection):
         X.parse_extensions(r)
         r.expect_end("CertificateRequest")
         self.transcript += raw
-        self.state = "wait_cert"
+        self._to(ClientState.WAIT_CERT)
 
     def _on_certificate(self, raw: bytes) -> None:
         ders = parse_certificate_list(raw[4:], tls13=True)
@@ -320,7 +321,7 @@ class TLSClient(TLSConnection):
             raise TLSAlert(AlertDescription.unsupported_certificate, "unknown key") from None
         self._peer_certs = ders
         self.transcript += raw
-        self.state = "wait_cv"
+        self._to(ClientState.WAIT_CV)
 
     def _on_certificate_verify(self, raw: bytes) -> None:
         r = Reader(raw, 4)
@@ -335,7 +336,7 @@ class TLSClient(TLSConnection):
         verify(self._peer_public_key, scheme, signature, signed, tls13=True)
         self.signature_scheme = scheme
         self.transcript += raw
-        self.state = "wait_finished"
+        self._to(ClientState.WAIT_FINISHED)
 
     def _on_finished(self, raw: bytes) -> None:
         ks = self._ks
@@ -356,7 +357,7 @@ class TLSClient(TLSConnection):
         self._set_write(Protection13(suite, c_ap))
         self._res_master = ks.resumption_master(bytes(self.transcript))
         self._ccs_ok = False
-        self.state = "connected"
+        self._to(ClientState.CONNECTED)
         self._complete(self._peer_certs)
 
     # ------------------------------------------------------------ post-handshake

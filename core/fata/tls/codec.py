@@ -24,9 +24,6 @@ class Reader:
         self.pos = pos
         self.end = len(data) if end is None else end
 
-    def remaining(self) -> int:
-        return self.end - self.pos
-
     def eof(self) -> bool:
         return self.pos >= self.end
 
@@ -92,13 +89,6 @@ class Reader:
         s = self._take(n)
         return Reader(self.data, s, s + n)
 
-    def sub8(self, min_len: int = 0) -> Reader:
-        n = self.u8()
-        if n < min_len:
-            raise decode_error("vector too short")
-        s = self._take(n)
-        return Reader(self.data, s, s + n)
-
     def u16_list(self, len_bytes: int = 2, min_len: int = 2) -> list[int]:
         """A vector of 16-bit values (cipher suites, groups, signature schemes)."""
         n = self.u16() if len_bytes == 2 else self.u8()
@@ -107,10 +97,6 @@ class Reader:
         s = self._take(n)
         d = self.data
         return [(d[i] << 8) | d[i + 1] for i in range(s, s + n, 2)]
-
-
-def u8(v: int) -> bytes:
-    return bytes((v,))
 
 
 def u16(v: int) -> bytes:

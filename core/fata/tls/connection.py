@@ -8,6 +8,8 @@ peer plus a ``ConnectionClosed`` event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fata.tls.alerts import AlertDescription, AlertLevel, TLSAlert, TLSUsageError
@@ -35,6 +37,7 @@ from fata.tls.record import (
     Protection13,
 )
 from fata.tls.sigalgs import SCHEME_NAMES
+from fata.tls.states import ClientState, ServerState
 from fata.tls.suites import TLS12, TLS13, VERSION_NAMES, CipherSuite
 
 # ``encrypt_into`` (in-place sealing) arrived in a recent ``cryptography``; older releases
@@ -47,6 +50,9 @@ class TLSConnection:
     """One TLS connection's state, independent of how bytes travel."""
 
     is_client = False
+    state: ServerState | ClientState
+    """Where the handshake is; subclasses set the initial state and move with ``_to``."""
+    _transitions: Mapping[ServerState | ClientState, frozenset[ServerState | ClientState]]
 
     def __init__(self, config: TLSConfig, now: float | None = None) -> None:
         self.config = config
@@ -60,7 +66,6 @@ class TLSConnection:
         self._hs_buf = bytearray()
         self._hs_out = bytearray()
         self.transcript = bytearray()
-        self.state = "start"
         self.version: int | None = None
         self.suite: CipherSuite | None = None
         self.closed = False
@@ -391,6 +396,16 @@ class TLSConnection:
         )
 
     # ------------------------------------------------------------ for subclasses
+
+    def _to(self, state: ServerState | ClientState) -> None:
+        """Move to ``state``; a move the transition table does not list is a bug of ours,
+        so the connection ends with internal_error rather than carry on in a wrong state."""
+        if state not in self._transitions[self.state]:
+            raise TLSAlert(
+                AlertDescription.internal_error,
+                f"no transition {self.state.value} -> {state.value}",
+            )
+        self.state = state
 
     def _handle_handshake(self, msg_type: int, raw: bytes) -> None:
         raise NotImplementedError

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fata.tls.alerts import AlertDescription, TLSAlert
-from fata.tls.codec import Reader, decode_error, u16, u16_list, vec8, vec16
+from fata.tls.codec import Reader, decode_error, u16, vec8, vec16
 
 SERVER_NAME = 0
-MAX_FRAGMENT_LENGTH = 1
 STATUS_REQUEST = 5
 SUPPORTED_GROUPS = 10
 EC_POINT_FORMATS = 11
@@ -14,7 +13,6 @@ SIGNATURE_ALGORITHMS = 13
 ALPN = 16
 SCT = 18
 PADDING = 21
-ENCRYPT_THEN_MAC = 22
 EXTENDED_MASTER_SECRET = 23
 RECORD_SIZE_LIMIT = 28
 SESSION_TICKET = 35
@@ -23,9 +21,6 @@ EARLY_DATA = 42
 SUPPORTED_VERSIONS = 43
 COOKIE = 44
 PSK_KEY_EXCHANGE_MODES = 45
-CERTIFICATE_AUTHORITIES = 47
-POST_HANDSHAKE_AUTH = 49
-SIGNATURE_ALGORITHMS_CERT = 50
 KEY_SHARE = 51
 RENEGOTIATION_INFO = 0xFF01
 
@@ -118,10 +113,6 @@ def parse_record_size_limit(data: bytes) -> int:
     if value < 64:
         raise TLSAlert(AlertDescription.illegal_parameter, "record_size_limit below 64")
     return value
-
-
-def encode_u16_list(values: list[int] | tuple[int, ...], len_bytes: int = 2) -> bytes:
-    return u16_list(values, len_bytes)
 
 
 def select_alpn(preferred: list[str], offered: list[bytes]) -> str:

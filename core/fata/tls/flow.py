@@ -2,13 +2,15 @@
 presented as a ``Flow`` again, so an appliance reads and writes plaintext unaware of TLS.
 
 This is the only TLS code that awaits; it moves bytes between the sans-IO engine and the
-underlying flow and reads the wall clock for ticket ages and certificate validity.
+underlying flow.  It reads the time (for ticket ages and certificate validity) from the clock
+it is given, a callable returning seconds since the Unix epoch: an appliance passes its
+``fata.devices.Clock``'s ``time`` (``accept(flow, cfg, clock=clock.time)``), a test whatever
+instant it needs.  There is no default, so nothing under ``fata.tls`` reads the host's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -38,13 +40,16 @@ class TLSHandshakeError(ConnectionError):
 
 
 class TLSFlow(Flow):
-    """A plaintext ``Flow`` over a TLS connection running on another ``Flow``."""
+    """A plaintext ``Flow`` over a TLS connection running on another ``Flow``.
+
+    ``clock()`` gives the wall-clock time (Unix seconds) passed to the engine with each read.
+    """
 
     def __init__(
         self,
         flow: Flow,
         conn: TLSConnection,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
         read_size: int = 1 << 17,
     ) -> None:
         self.flow = flow
@@ -129,6 +134,16 @@ class TLSFlow(Flow):
             raise ConnectionError(str(exc)) from None
         await self._flush()
 
+    async def shutdown(self) -> None:
+        """Half-close: close_notify (TLS 1.3 closes each direction on its own, RFC 8446
+        6.1), then FIN on the flow below; the peer's records can still be read."""
+        self.conn.close()
+        try:
+            await self._flush()
+        except ConnectionError:
+            pass
+        await self.flow.shutdown()
+
     async def close(self) -> None:
         self.conn.close()
         try:
@@ -141,8 +156,8 @@ class TLSFlow(Flow):
         self.flow.abort()
 
 
-async def accept(flow: Flow, config: TLSConfig, clock: Callable[[], float] = time.time) -> TLSFlow:
-    """Server side: run the handshake on an accepted flow."""
+async def accept(flow: Flow, config: TLSConfig, *, clock: Callable[[], float]) -> TLSFlow:
+    """Server side: run the handshake on an accepted flow; ``clock`` as for ``TLSFlow``."""
     tls = TLSFlow(flow, TLSServer(config, now=clock()), clock)
     await tls.do_handshake()
     return tls
@@ -153,9 +168,10 @@ async def connect(
     config: TLSConfig,
     server_name: str | None,
     session: SessionTicket | None = None,
-    clock: Callable[[], float] = time.time,
+    *,
+    clock: Callable[[], float],
 ) -> TLSFlow:
-    """Client side: run the handshake on a connected flow."""
+    """Client side: run the handshake on a connected flow; ``clock`` as for ``TLSFlow``."""
     conn = TLSClient(config, server_name=server_name, session=session, now=clock())
     tls = TLSFlow(flow, conn, clock)
     await tls.do_handshake()

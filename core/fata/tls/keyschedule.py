@@ -55,10 +55,9 @@ class KeySchedule:
     def derive_secret(self, secret: bytes, label: bytes, transcript: bytes) -> bytes:
         return hkdf_expand_label(self.h, secret, label, self.transcript_hash(transcript), self.hlen)
 
-    def binder_key(self, external: bool = False) -> bytes:
-        return self.derive_secret(
-            self.early_secret, b"ext binder" if external else b"res binder", b""
-        )
+    def binder_key(self) -> bytes:
+        """The resumption binder key (external PSKs, with ``ext binder``, are not supported)."""
+        return self.derive_secret(self.early_secret, b"res binder", b"")
 
     def finished_key(self, base_key: bytes) -> bytes:
         return hkdf_expand_label(self.h, base_key, b"finished", b"", self.hlen)
@@ -92,9 +91,6 @@ class KeySchedule:
 
     def ticket_psk(self, resumption_master: bytes, nonce: bytes) -> bytes:
         return hkdf_expand_label(self.h, resumption_master, b"resumption", nonce, self.hlen)
-
-    def next_traffic_secret(self, secret: bytes) -> bytes:
-        return hkdf_expand_label(self.h, secret, b"traffic upd", b"", self.hlen)
 
 
 def traffic_keys(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes]:

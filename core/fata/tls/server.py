@@ -1,8 +1,9 @@
 """The server state machine: TLS 1.3 (RFC 8446) with HelloRetryRequest, PSK resumption and
 session tickets, falling back to TLS 1.2 (``fata.tls.tls12``) for clients without 1.3.
 
-States: ``wait_ch`` -> (``wait_ch2`` after a HelloRetryRequest) -> ``wait_finished`` ->
-``connected``; TLS 1.2 uses the ``12_*`` states of the mixin.
+States (``fata.tls.states.ServerState``, moves in ``SERVER_TRANSITIONS``): ``WAIT_CH`` ->
+(``WAIT_CH2`` after a HelloRetryRequest) -> ``WAIT_FINISHED`` -> ``CONNECTED``; TLS 1.2 goes
+through the ``TLS12_*`` states of the mixin.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from fata.tls.messages import (
 )
 from fata.tls.record import MAX_PLAINTEXT, Protection13
 from fata.tls.sigalgs import schemes_for_key, sign
+from fata.tls.states import SERVER_TRANSITIONS, ServerState
 from fata.tls.suites import FALLBACK_SCSV, SUITES, TLS12, TLS13, CipherSuite
 from fata.tls.tls12 import TLS12ServerMixin
 
@@ -87,12 +89,14 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
     """A server-side TLS connection; feed it the client's bytes."""
 
     is_client = False
+    state: ServerState
+    _transitions = SERVER_TRANSITIONS
 
     def __init__(self, config: TLSConfig, now: float | None = None) -> None:
         super().__init__(config, now)
         if not config.certificates:
             raise ValueError("a TLS server needs at least one certificate")
-        self.state = "wait_ch"
+        self.state = ServerState.WAIT_CH
         self._ch1: ClientHello | None = None
         self._hrr_group: int | None = None
         self._cookie = b""
@@ -105,15 +109,15 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
 
     def _handle_handshake(self, msg_type: int, raw: bytes) -> None:
         state = self.state
-        if state in ("wait_ch", "wait_ch2"):
+        if state is ServerState.WAIT_CH or state is ServerState.WAIT_CH2:
             if msg_type != CLIENT_HELLO:
                 raise TLSAlert(AlertDescription.unexpected_message, "expected ClientHello")
             self._on_client_hello(raw)
-        elif state == "wait_finished":
+        elif state is ServerState.WAIT_FINISHED:
             if msg_type != FINISHED:
                 raise TLSAlert(AlertDescription.unexpected_message, "expected Finished")
             self._on_finished(raw)
-        elif state == "connected" and self.version == TLS13:
+        elif state is ServerState.CONNECTED and self.version == TLS13:
             if msg_type != KEY_UPDATE:
                 raise TLSAlert(AlertDescription.unexpected_message, "unexpected post-handshake")
             self._handle_key_update(raw)
@@ -138,7 +142,7 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
 
     def _on_client_hello(self, raw: bytes) -> None:
         ch = parse_client_hello(raw)
-        if self.state == "wait_ch2":
+        if self.state is ServerState.WAIT_CH2:
             self._on_client_hello2(ch)
             return
         version = self._select_version(ch)
@@ -207,7 +211,7 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
         if ch.early_data:
             # RFC 8446 4.2.10: after a retry, skip the client's 0-RTT records unread.
             self._early_skip = self.config.max_early_data_skip
-        self.state = "wait_ch2"
+        self._to(ServerState.WAIT_CH2)
         self._require_aligned()
 
     def _on_client_hello2(self, ch: ClientHello) -> None:
@@ -341,7 +345,7 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
         c_ap, s_ap = ks.enter_application(bytes(self.transcript))
         self._c_ap = c_ap
         self._set_write(Protection13(suite, s_ap))
-        self.state = "wait_finished"
+        self._to(ServerState.WAIT_FINISHED)
 
     def _on_finished(self, raw: bytes) -> None:
         ks = self._ks
@@ -355,7 +359,7 @@ class TLSServer(TLS12ServerMixin, TLSConnection):
         self._set_read(Protection13(self.suite, self._c_ap))
         self._ccs_ok = False
         self._early_skip = 0
-        self.state = "connected"
+        self._to(ServerState.CONNECTED)
         if self.config.session_tickets:
             self._send_tickets(ks.resumption_master(bytes(self.transcript)))
         self._complete()

@@ -26,6 +26,7 @@ from fata.tls.messages import (
 )
 from fata.tls.record import MAX_PLAINTEXT, Protection12
 from fata.tls.sigalgs import sign
+from fata.tls.states import ServerState
 from fata.tls.suites import EMPTY_RENEGOTIATION_INFO_SCSV, SUITES, TLS12, TLS13
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ DOWNGRADE_TLS12 = b"DOWNGRD\x01"
 
 
 class TLS12ServerMixin(_Base):
-    """The TLS 1.2 half of ``TLSServer``."""
+    """The TLS 1.2 half of ``TLSServer``: ``TLS12_WAIT_CKE`` -> ``TLS12_WAIT_CCS`` ->
+    ``TLS12_WAIT_FINISHED`` -> ``CONNECTED``."""
+
+    state: ServerState
 
     def _tls12_client_hello(self, ch: ClientHello) -> None:
         from fata.tls.server import select_certificate
@@ -112,15 +116,15 @@ class TLS12ServerMixin(_Base):
         signature = sign(certified.key, scheme, ch.random + self._server_random + params)
         self._send_handshake(SERVER_KEY_EXCHANGE, params + u16(scheme) + vec16(signature))
         self._send_handshake(SERVER_HELLO_DONE, b"")
-        self.state = "12_wait_cke"
+        self._to(ServerState.TLS12_WAIT_CKE)
 
     def _tls12_handshake(self, msg_type: int, raw: bytes) -> None:
         state = self.state
-        if state == "12_wait_cke" and msg_type == CLIENT_KEY_EXCHANGE:
+        if state is ServerState.TLS12_WAIT_CKE and msg_type == CLIENT_KEY_EXCHANGE:
             self._on_client_key_exchange(raw)
-        elif state == "12_wait_finished" and msg_type == FINISHED:
+        elif state is ServerState.TLS12_WAIT_FINISHED and msg_type == FINISHED:
             self._on_finished12(raw)
-        elif state == "connected" and msg_type == CLIENT_HELLO:
+        elif state is ServerState.CONNECTED and msg_type == CLIENT_HELLO:
             # RFC 5746: we do not renegotiate; refuse politely and carry on.
             self._send_alert(AlertLevel.WARNING, AlertDescription.no_renegotiation)
         else:
@@ -154,13 +158,13 @@ class TLS12ServerMixin(_Base):
         civ, siv = block[2 * kl : 2 * kl + iv_len], block[2 * kl + iv_len :]
         self._pending_read = Protection12(suite, ck, civ)
         self._pending_write = Protection12(suite, sk, siv)
-        self.state = "12_wait_ccs"
+        self._to(ServerState.TLS12_WAIT_CCS)
 
     def _on_change_cipher_spec(self) -> None:
-        if self.state != "12_wait_ccs":
+        if self.state is not ServerState.TLS12_WAIT_CCS:
             raise TLSAlert(AlertDescription.unexpected_message, "unexpected ChangeCipherSpec")
         self._set_read(self._pending_read)
-        self.state = "12_wait_finished"
+        self._to(ServerState.TLS12_WAIT_FINISHED)
 
     def _on_finished12(self, raw: bytes) -> None:
         suite = self.suite
@@ -181,5 +185,5 @@ class TLS12ServerMixin(_Base):
         )
         self._send_handshake(FINISHED, verify)
         self._flush_handshake()
-        self.state = "connected"
+        self._to(ServerState.CONNECTED)
         self._complete()

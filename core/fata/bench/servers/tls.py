@@ -1,9 +1,14 @@
-"""A TLS test server for external peers (openssl s_client, curl, tlsfuzzer):
+"""A TLS test server for external peers (openssl s_client, curl, tlsfuzzer, ``fata bench tls``):
 
-    python -m fata.tls.testserver --cert FILE --key FILE [--port N] [--echo]
+    python -m fata.bench.servers.tls --cert FILE --key FILE [--port N] [--echo]
 
 It answers ``GET /`` with an HTTP/1.0 200 page, or in echo mode returns what it reads.
-Host sockets come through a tiny local ``Flow`` over asyncio streams; TLS is ``fata.tls``.
+Host sockets come through ``fata.platform.socket_stack``'s ``Flow`` over asyncio streams; TLS
+is ``fata.tls``, given the Unix platform's random source and clock as an appliance would be
+given its ``Random`` and ``Clock`` devices.
+
+It lives with the benchmark tools, not in ``fata.tls``: it is a host program for tests and
+benchmarks, and the library an appliance image carries holds only the engine and the adapter.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from fata.platform.socket_stack import SocketFlow
+from fata.platform.unix import UnixClock, UnixRandom
 from fata.tls.certs import CertifiedKey
 from fata.tls.config import TLSConfig
 from fata.tls.flow import TLSHandshakeError, accept
@@ -43,13 +50,14 @@ async def serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     config: TLSConfig,
+    clock: Callable[[], float],
     echo: bool,
     files: dict[str, bytes] | None = None,
     verbose: bool = False,
 ) -> None:
     flow = SocketFlow(reader, writer)
     try:
-        tls = await accept(flow, config)
+        tls = await accept(flow, config, clock=clock)
         if echo:
             while True:
                 data = await tls.read()
@@ -84,7 +92,7 @@ async def serve_connection(
 
 def build_config(args: argparse.Namespace) -> TLSConfig:
     certs = [CertifiedKey.from_files(c, k) for c, k in zip(args.cert, args.key, strict=True)]
-    cfg = TLSConfig(certificates=certs, alpn_protocols=args.alpn or [])
+    cfg = TLSConfig(random=UnixRandom().bytes, certificates=certs, alpn_protocols=args.alpn or [])
     if args.tls12_only:
         cfg.min_version = cfg.max_version = TLS12
     if args.tls13_only:
@@ -118,10 +126,11 @@ def load_docroot(docroot: str | None) -> dict[str, bytes]:
 
 async def run(args: argparse.Namespace) -> None:
     config = build_config(args)
+    clock = UnixClock().time
     files = load_docroot(args.docroot)
 
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await serve_connection(r, w, config, args.echo, files, args.verbose)
+        await serve_connection(r, w, config, clock, args.echo, files, args.verbose)
 
     server = await asyncio.start_server(handler, args.host, args.port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
@@ -131,7 +140,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fata.tls.testserver", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m fata.bench.servers.tls", description=__doc__)
     p.add_argument("--cert", action="append", required=True, help="PEM chain (repeatable)")
     p.add_argument("--key", action="append", required=True, help="PEM key (one per --cert)")
     p.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,1 @@
+"""Servers the harnesses and tests run as peers (not harnesses: ``fata bench`` lists none)."""

@@ -1,0 +1,140 @@
+"""``netif()`` ports end to end: a two-port appliance joins two network namespaces.
+
+The wire test appliance (``wire_appliance/``) runs under ``fata run`` inside a namespace of
+its own, its ports given on the command line: both existing veth ends through ``AF_PACKET``
+(``--netif NAME=if:IF``), or one of them a TAP (``--netif NAME=tap:IF``).  Linux hosts on
+either side ping each other and move 20 MB over TCP through it, with the kernel's offloads
+on (partial checksums, TSO super-segments), which the ports must finish before forwarding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None
+                       or not os.path.exists("/dev/net/tun"),
+                       reason="needs root, iproute2 and /dev/net/tun (CI runs these as root)"),
+]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+APPLIANCE = HERE / "wire_appliance"
+LEFT_IP, RIGHT_IP = "10.241.0.1", "10.241.0.2"
+BULK = 20 * 1024 * 1024
+
+SINK = r"""
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 9000)); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while chunk := c.recv(1 << 16):
+    h.update(chunk); n += len(chunk)
+print(n, h.hexdigest())
+"""
+SOURCE = r"""
+import hashlib, socket, sys, time
+size = int(sys.argv[2]); block = bytes(range(256)) * 256
+deadline = time.monotonic() + 30
+while True:
+    try:
+        c = socket.create_connection((sys.argv[1], 9000), timeout=60); break
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline: raise
+        time.sleep(0.05)  # the sink is a separate process still starting
+h = hashlib.sha256(); sent = 0
+while sent < size:
+    piece = block[:size - sent]; c.sendall(piece); h.update(piece); sent += len(piece)
+c.shutdown(socket.SHUT_WR); c.recv(1); print(sent, h.hexdigest())
+"""
+
+
+def sh(*cmd: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+
+
+async def run_in(ns: str, *cmd: str, timeout: float = 90.0) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns, *cmd, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    return out.decode()
+
+
+@pytest.fixture
+def lab():
+    tag = os.getpid() % 100000
+    names = {"left": f"fwl{tag}", "right": f"fwr{tag}", "mid": f"fwm{tag}"}
+    for ns in names.values():
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    left, right, mid = names["left"], names["right"], names["mid"]
+    sh("ip", "-n", left, "link", "add", "l0", "type", "veth", "peer", "name", "l1", "netns", mid)
+    sh("ip", "-n", right, "link", "add", "r0", "type", "veth", "peer", "name", "r1", "netns",
+       mid)
+    sh("ip", "-n", left, "addr", "add", f"{LEFT_IP}/24", "dev", "l0")
+    sh("ip", "-n", right, "addr", "add", f"{RIGHT_IP}/24", "dev", "r0")
+    for ns, dev in ((left, "l0"), (right, "r0"), (mid, "l1"), (mid, "r1")):
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    yield names
+    for ns in names.values():
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.mark.parametrize("right_port", ["if", "tap"])
+def test_two_ports_join_two_namespaces(lab: dict[str, str], right_port: str) -> None:
+    mid = lab["mid"]
+    if right_port == "tap":  # the TAP is bridged to r1, so the right host is behind it
+        sh("ip", "-n", mid, "tuntap", "add", "ftr", "mode", "tap")
+        sh("ip", "-n", mid, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", mid, "link", "set", "r1", "master", "br0")
+        sh("ip", "-n", mid, "link", "set", "ftr", "master", "br0")
+        sh("ip", "-n", mid, "link", "set", "br0", "up")
+        right = "right=tap:ftr"
+    else:
+        right = "right=if:r1"
+
+    async def main() -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO / "core"), os.environ.get("PYTHONPATH", "")]))
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", mid, sys.executable, "-m", "fata", "run", str(APPLIANCE),
+            "--netif", "left=if:l1", "--netif", right, stderr=asyncio.subprocess.PIPE,
+            env=env, cwd=str(REPO))
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(120):
+                while not any("wire up" in line for line in lines):
+                    line = (await proc.stderr.readline()).decode()
+                    assert line, "the appliance exited: " + "".join(lines)
+                    lines.append(line)
+            assert "netif left: l1 (PacketNetif" in "".join(lines)
+            out = await run_in(lab["left"], "ping", "-c", "3", "-i", "0.2", "-W", "2",
+                               RIGHT_IP)
+            assert " 0% packet loss" in out, out
+            sink = asyncio.create_task(run_in(lab["left"], sys.executable, "-c", SINK, LEFT_IP))
+            sent = await run_in(lab["right"], sys.executable, "-c", SOURCE, LEFT_IP, str(BULK))
+            received = await sink
+            assert received.split() == sent.split() and sent.split()[0] == str(BULK)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(proc.communicate(), 30)
+            lines.append(rest.decode())
+        log = "".join(lines)
+        assert proc.returncode == 0, log
+        assert "wire down:" in log, log
+
+    asyncio.run(main())
