@@ -88,3 +88,44 @@ def test_missing_appliance_variable_and_directory(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"no config\.py"):
         load(tmp_path / "empty")
+
+
+PORTS = """\
+from fata.config import Appliance, block, console, netif, stack
+
+appliance = Appliance(
+    name="ports", version="1", entry="fata_ports.unikernel:start",
+    devices={"inside": netif(), "uplink": netif("outside"), "log": block(),
+             "stack": stack(netifs=["inside"]), "console": console()},
+)
+"""
+
+
+def test_netif_and_block_devices_bake_their_run_time_names(tmp_path: Path) -> None:
+    app = load(write(tmp_path, PORTS, data=False))
+    baked = app.bake({"net": "direct"})
+    assert baked["devices"]["inside"] == {"kind": "netif", "name": "inside"}
+    assert baked["devices"]["uplink"] == {"kind": "netif", "name": "outside"}
+    assert baked["devices"]["log"] == {"kind": "block", "name": "log"}
+    assert baked["devices"]["stack"] == {"kind": "stack", "netifs": ["inside"]}
+    assert {"fata.platform.netif", "fata.platform.block_file", "fata.platform.direct"} <= \
+        set(baked["platform_modules"])
+    with pytest.raises(ConfigError, match="--net direct"):
+        app.bake({"net": "socket"})
+
+
+@pytest.mark.parametrize(("devices", "message"), [
+    ('{"stack": stack(netifs=["nope"])}', "'nope' is not a netif"),
+    ('{"a": netif(), "stack": stack(netifs="a")}', "non-empty list"),
+    ('{"a": netif(), "b": netif(), "stack": stack(netifs=["a", "b"])}', "not supported yet"),
+    ('{"a": netif("x"), "b": netif("x")}', "two netif devices are named 'x'"),
+    ('{"a": netif("Bad Name")}', "must be lowercase"),
+])
+def test_bad_port_declarations_are_located(tmp_path: Path, devices: str, message: str) -> None:
+    text = ("from fata.config import Appliance, netif, stack\n"
+            f"appliance = Appliance(name='p', version='1', entry='p.u:start',\n"
+            f"    devices={devices})\n")
+    with pytest.raises(ConfigError, match=message) as exc:
+        load(write(tmp_path, text, data=False))
+    assert exc.value.file is not None and exc.value.file.endswith("config.py")
+    assert exc.value.line is not None

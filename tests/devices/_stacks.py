@@ -3,7 +3,9 @@
 - ``socket``: the host kernel (two ``SocketStack`` objects, over loopback);
 - ``direct-memory``: two of Fata's own stacks joined by an in-memory wire;
 - ``direct-tap``: two of Fata's own stacks, each on a TAP device, joined by a Linux bridge
-  inside a network namespace made here (root only), so frames cross the kernel.
+  inside a network namespace made here (root only), so frames cross the kernel;
+- ``direct-packet``: two of Fata's own stacks on the two ends of a veth pair through
+  ``AF_PACKET`` sockets, opened inside a namespace made here and handed back (root only).
 
 A later platform adds its pair here and the whole suite runs against it.
 """
@@ -15,7 +17,9 @@ import ipaddress
 import itertools
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -33,11 +37,37 @@ HAS_TAP = os.geteuid() == 0 and os.path.exists("/dev/net/tun") and shutil.which(
 KINDS = [
     pytest.param("socket", id="socket"),
     pytest.param("direct-memory", id="direct-memory"),
-    pytest.param("direct-tap", id="direct-tap", marks=[
+    *(pytest.param(kind, id=kind, marks=[
         pytest.mark.root,
         pytest.mark.skipif(not HAS_TAP, reason="needs root, /dev/net/tun and iproute2 "
-                                               "(CI runs these as root)")]),
+                                               "(CI runs these as root)")])
+      for kind in ("direct-tap", "direct-packet")),
 ]
+_HANDOVER = """
+import socket, sys
+from fata.platform.packet import PacketNetif
+netif = PacketNetif.open(sys.argv[1])
+meta = netif.mac + netif.mtu.to_bytes(4, "big") + bytes([netif.vnet_hdr])
+socket.send_fds(socket.socket(fileno=int(sys.argv[2])), [meta], [netif.fd])
+"""
+
+
+def packet_netif_in(ns: str, ifname: str):  # -> PacketNetif
+    """A packet socket on ``ifname`` in namespace ``ns``: opened there by a child process
+    (a socket stays in the namespace it was made in) and handed back over a Unix socket."""
+    from fata.platform.packet import PacketNetif
+
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with parent, child:
+        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _HANDOVER,
+                               ifname, str(child.fileno())], pass_fds=(child.fileno(),),
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"opening {ifname} in {ns} failed: {done.stderr.strip()}")
+        meta, fds, _flags, _addr = socket.recv_fds(parent, 64, 1)
+    os.set_blocking(fds[0], False)
+    return PacketNetif(fds[0], ifname, meta[:6], int.from_bytes(meta[6:10], "big"),
+                       bool(meta[10]))
 
 
 @dataclass
@@ -82,7 +112,7 @@ async def stack_pair(kind: str) -> AsyncIterator[Pair]:
             await server.close()
             await client.close()
         return
-    assert kind == "direct-tap", kind
+    assert kind in ("direct-tap", "direct-packet"), kind
     from fata.platform.tap import TapNetif
 
     tag = f"{os.getpid() % 10000}x{next(_counter)}"
@@ -91,17 +121,25 @@ async def stack_pair(kind: str) -> AsyncIterator[Pair]:
     _sh("ip", "netns", "add", ns)
     stacks: list[DirectStack] = []
     try:
-        _sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
-        _sh("ip", "-n", ns, "link", "set", "br0", "up")
+        if kind == "direct-packet":
+            _sh("ip", "-n", ns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+            for end in ("va", "vb"):
+                _sh("ip", "-n", ns, "link", "set", end, "up")
+        else:
+            _sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
+            _sh("ip", "-n", ns, "link", "set", "br0", "up")
         for i, address in enumerate(("10.239.0.2/24", "10.239.0.3/24")):
-            name = f"fdev{tag}{'ab'[i]}"
-            netif = TapNetif.open(name)
-            try:
-                _sh("ip", "link", "set", name, "netns", ns)
-                _sh("ip", "-n", ns, "link", "set", name, "master", "br0", "up")
-            except BaseException:
-                netif.close()
-                raise
+            if kind == "direct-packet":
+                netif = packet_netif_in(ns, f"v{'ab'[i]}")
+            else:
+                name = f"fdev{tag}{'ab'[i]}"
+                netif = TapNetif.open(name)
+                try:
+                    _sh("ip", "link", "set", name, "netns", ns)
+                    _sh("ip", "-n", ns, "link", "set", name, "master", "br0", "up")
+                except BaseException:
+                    netif.close()
+                    raise
             stack = DirectStack(netif, Ipv4Config.from_text(address), console=_console())
             stack.start()
             stacks.append(stack)

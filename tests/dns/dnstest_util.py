@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.flags
@@ -103,7 +106,7 @@ def free_port() -> int:
 
 
 def wait_answer(port: int, name: str, proc: subprocess.Popen | None = None,
-                timeout: float = 60.0) -> float:
+                timeout: float = 60.0, host: str = "127.0.0.1") -> float:
     """Poll with dnspython until the server on ``port`` answers; return the seconds taken."""
     start = time.monotonic()
     q = dns.message.make_query(name, "SOA")
@@ -111,7 +114,7 @@ def wait_answer(port: int, name: str, proc: subprocess.Popen | None = None,
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            dns.query.udp(q, "127.0.0.1", port=port, timeout=0.2)
+            dns.query.udp(q, host, port=port, timeout=0.2)
             return time.monotonic() - start
         except (dns.exception.Timeout, ConnectionRefusedError, OSError):
             pass
@@ -120,23 +123,33 @@ def wait_answer(port: int, name: str, proc: subprocess.Popen | None = None,
         time.sleep(0.05)
 
 
-class RunningAppliance:
-    """``python -m fata run appliances/dns -- ARGS`` as a subprocess."""
+DIRECT_HOST = "10.77.0.2"  # where --net direct answers by default (host side 10.77.0.1)
 
-    def __init__(self, args: list[str], tmp: Path, port: int | None = None) -> None:
+
+class RunningAppliance:
+    """``python -m fata run appliances/dns [--net NET] -- ARGS`` as a subprocess.
+
+    ``host`` is where it answers: 127.0.0.1 on host sockets; with ``net="direct"`` the
+    default TAP's appliance side, so the caller runs it inside a network namespace of its
+    own (``network_namespace``)."""
+
+    def __init__(self, args: list[str], tmp: Path, port: int | None = None, *,
+                 net: str = "socket", runtime_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.net = net
+        self.host = DIRECT_HOST if net == "direct" else "127.0.0.1"
         self.log = tmp / f"appliance-{self.port}.log"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT / "core"), str(APPLIANCE), env.get("PYTHONPATH", "")])
         python = str(PYTHON) if PYTHON.exists() else sys.executable
         self.proc = subprocess.Popen(
-            [python, "-m", "fata", "run", str(APPLIANCE), "--",
-             "--listen", "127.0.0.1", "--port", str(self.port), *args],
+            [python, "-m", "fata", "run", str(APPLIANCE), "--net", net, *runtime_args, "--",
+             "--listen", self.host, "--port", str(self.port), *args],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
     def wait(self, name: str = "example.org.", timeout: float = 90.0) -> float:
-        return wait_answer(self.port, name, self.proc, timeout)
+        return wait_answer(self.port, name, self.proc, timeout, self.host)
 
     def output(self) -> str:
         return self.log.read_text()
@@ -160,11 +173,33 @@ def have(tool: str) -> bool:
 
 
 def query(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, use_edns=0,
-          payload: int = 1232, rd: bool = False, timeout: float = 2.0) -> dns.message.Message:
-    """Ask a real server on 127.0.0.1:``port`` with dnspython."""
+          payload: int = 1232, rd: bool = False, timeout: float = 2.0,
+          host: str = "127.0.0.1") -> dns.message.Message:
+    """Ask a real server on ``host:port`` with dnspython."""
     q = dns.message.make_query(name, rdtype, use_edns=use_edns, payload=payload)
     if not rd:
         q.flags &= ~dns.flags.RD
     if tcp:
-        return dns.query.tcp(q, "127.0.0.1", port=port, timeout=timeout)
-    return dns.query.udp(q, "127.0.0.1", port=port, timeout=timeout, ignore_trailing=False)
+        return dns.query.tcp(q, host, port=port, timeout=timeout)
+    return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=False)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def network_namespace(name: str) -> Iterator[None]:
+    """Run this thread, and the processes it starts, in a network namespace made with
+    ``ip netns add NAME`` (``setns(2)``; Python 3.11 has no ``os.setns``), then come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
+        yield
+    finally:
+        if libc.setns(own, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns back failed")
+        os.close(own)
+        os.close(target)

@@ -1,8 +1,13 @@
-"""The running appliance (``python -m fata run appliances/dns``), queried with dig and dnspython."""
+"""The running appliance (``python -m fata run appliances/dns``), queried with dig and dnspython.
+
+The ``app`` cases run on both stacks: host sockets on loopback, and Fata's own TCP/IP on the
+default TAP inside a network namespace made here (the test joins it for the module)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -23,6 +28,7 @@ from dnstest_util import (
     OTHER_ZONE,
     RunningAppliance,
     have,
+    network_namespace,
     query,
     rrs,
 )
@@ -49,35 +55,62 @@ def zone_args(paths: list[Path]) -> list[str]:
     return [arg for p in paths for arg in ("--zone", str(p))]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dns-app")
+STACKS = [
+    pytest.param("socket", id="socket"),
+    pytest.param("direct", id="direct", marks=[
+        pytest.mark.root,
+        pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun")
+                           or shutil.which("ip") is None,
+                           reason="needs root, /dev/net/tun and iproute2 (CI runs it as root)")]),
+]
+
+
+def _ip(*cmd: str) -> None:
+    subprocess.run(["ip", *cmd], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def app(request, tmp_path_factory):
+    """The appliance on ``request.param``'s stack; ``client`` is the address tests ask from
+    (allowed to transfer zones), ``other`` a second one of ours (not allowed)."""
+    net = request.param
+    tmp = tmp_path_factory.mktemp(f"dns-app-{net}")
     paths = write_zones(tmp / "zones")
-    a = RunningAppliance([*zone_args(paths), "--axfr-allow", "127.0.0.1/32",
-                          "--tcp-idle-timeout", str(IDLE), "--tcp-max-connections",
-                          str(MAX_CONN)], tmp)
-    try:
+    client, other = ("127.0.0.1", "127.0.0.2") if net == "socket" else ("10.77.0.1", "10.77.0.5")
+    with contextlib.ExitStack() as stack:
+        if net == "direct":
+            ns = f"fatadns{os.getpid() % 100000}"
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            _ip("netns", "add", ns)
+            stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            stack.enter_context(network_namespace(ns))
+        a = RunningAppliance([*zone_args(paths), "--axfr-allow", f"{client}/32",
+                              "--tcp-idle-timeout", str(IDLE), "--tcp-max-connections",
+                              str(MAX_CONN)], tmp, net=net)
+        stack.callback(a.stop)
         a.wait()
+        if net == "direct":  # the TAP exists now: give its host side a second address
+            _ip("addr", "add", f"{other}/24", "dev", "fata0")
+        a.client, a.other = client, other
         yield a
-    finally:
-        a.stop()
 
 
-def dig(port: int, *args: str) -> str:
+def dig(app: RunningAppliance, *args: str) -> str:
     if not have("dig"):
         pytest.skip("dig not installed (Debian package dnsutils)")
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+timeout=2", *args],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(["dig", f"@{app.host}", "-p", str(app.port), "+tries=1", "+timeout=2",
+                          *args], capture_output=True, text=True, timeout=20)
     return out.stdout
 
 
-def dig_answer(port: int, *args: str) -> set[str]:
-    text = dig(port, "+noall", "+answer", *args)
+def dig_answer(app: RunningAppliance, *args: str) -> set[str]:
+    text = dig(app, "+noall", "+answer", *args)
     return {" ".join(line.split()) for line in text.splitlines() if line.strip()}
 
 
 def test_dig_answers(app) -> None:
-    p = app.port
+    p = app
     assert dig_answer(p, "www.example.org", "A") == {"www.example.org. 3600 IN A 192.0.2.80"}
     assert dig_answer(p, "shop.example.org", "AAAA") == {
         "shop.example.org. 3600 IN CNAME web.example.org.",
@@ -95,13 +128,13 @@ def test_dig_answers(app) -> None:
 def test_dig_referral_and_ds_with_parent_and_child(app) -> None:
     # Both example.org and lab.example.org are served: the child answers for its names,
     # the parent for the DS at the cut.
-    full = dig(app.port, "+norec", "host.lab.example.org", "A")
+    full = dig(app, "+norec", "host.lab.example.org", "A")
     assert "flags: qr aa;" in full and "192.0.2.210" in full
-    assert "IN\tDS\t12345 13 2" in dig(app.port, "+norec", "lab.example.org", "DS")
+    assert "IN\tDS\t12345 13 2" in dig(app, "+norec", "lab.example.org", "DS")
 
 
 def test_dig_edns_truncation_and_tcp_retry(app) -> None:
-    p = app.port
+    p = app
     full = dig(p, "+norec", "+ignore", "+noedns", "many.big.test", "A")
     assert "flags: qr aa tc;" in full
     full = dig(p, "+ignore", "+bufsize=512", "many.big.test", "A")
@@ -113,8 +146,8 @@ def test_dig_edns_truncation_and_tcp_retry(app) -> None:
 
 
 def test_dig_badvers_and_notimp(app) -> None:
-    assert "status: BADVERS" in dig(app.port, "+edns=1", "+noednsnegotiation", "www.example.org")
-    full = dig(app.port, "+opcode=2", "www.example.org")  # STATUS
+    assert "status: BADVERS" in dig(app, "+edns=1", "+noednsnegotiation", "www.example.org")
+    full = dig(app, "+opcode=2", "www.example.org")  # STATUS
     assert "status: NOTIMP" in full
 
 
@@ -123,19 +156,19 @@ def test_formerr_for_several_opts_and_survives_garbage(app) -> None:
     doubled = q[:10] + b"\x00\x02" + q[12:] + q[-11:]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(2)
-        s.sendto(doubled, ("127.0.0.1", app.port))
+        s.sendto(doubled, (app.host, app.port))
         reply = s.recv(2048)
         assert reply[:2] == q[:2] and reply[3] & 0xF == dns.rcode.FORMERR
         for junk in (b"", b"\x00", os.urandom(5), os.urandom(11), b"\xff" * 300):
-            s.sendto(junk, ("127.0.0.1", app.port))
-    r = query(app.port, "www.example.org")
+            s.sendto(junk, (app.host, app.port))
+    r = query(app.port, "www.example.org", host=app.host)
     assert r.rcode() == dns.rcode.NOERROR and r.answer
 
 
 def test_tcp_pipelining_several_queries_one_connection(app) -> None:
     names = ["www.example.org", "mail.example.org", "nope.example.org", "shop.example.org"]
     qs = [dns.message.make_query(n, "A") for n in names]
-    with socket.create_connection(("127.0.0.1", app.port), timeout=3) as s:
+    with socket.create_connection((app.host, app.port), timeout=3) as s:
         # All four in one write: the server must answer each, in order.
         s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in qs)))
         answers = [_read_tcp(s) for _ in qs]
@@ -165,13 +198,13 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 
 
 def test_dig_tcp_keepopen(app) -> None:
-    out = dig(app.port, "+tcp", "+keepopen", "+noall", "+answer", "www.example.org", "A",
+    out = dig(app, "+tcp", "+keepopen", "+noall", "+answer", "www.example.org", "A",
               "mail.example.org", "A")
     assert "192.0.2.80" in out and "192.0.2.25" in out
 
 
 def test_tcp_idle_timeout(app) -> None:
-    with socket.create_connection(("127.0.0.1", app.port), timeout=IDLE + 5) as s:
+    with socket.create_connection((app.host, app.port), timeout=IDLE + 5) as s:
         start = time.monotonic()
         try:
             data = s.recv(10)
@@ -186,12 +219,12 @@ def test_tcp_connection_limit(app) -> None:
     conns = []
     try:
         for _ in range(MAX_CONN):
-            s = socket.create_connection(("127.0.0.1", app.port), timeout=3)
+            s = socket.create_connection((app.host, app.port), timeout=3)
             w = dns.message.make_query("www.example.org", "A").to_wire()
             s.sendall(struct.pack("!H", len(w)) + w)
             _read_tcp(s)  # the connection is established and counted
             conns.append(s)
-        extra = socket.create_connection(("127.0.0.1", app.port), timeout=3)
+        extra = socket.create_connection((app.host, app.port), timeout=3)
         conns.append(extra)
         w = dns.message.make_query("www.example.org", "A").to_wire()
         try:
@@ -203,27 +236,34 @@ def test_tcp_connection_limit(app) -> None:
     finally:
         for s in conns:
             s.close()
-    time.sleep(0.2)
-    assert query(app.port, "www.example.org", tcp=True).answer  # room again
+    # room again once the server has seen the closes
+    _until(lambda: _answers_over_tcp(app))
+
+
+def _answers_over_tcp(app: RunningAppliance) -> bool:
+    try:
+        return bool(query(app.port, "www.example.org", tcp=True, host=app.host).answer)
+    except (ConnectionError, EOFError, OSError):
+        return False
 
 
 def test_dig_axfr_allowed_and_refused(app) -> None:
-    out = dig(app.port, "example.org", "AXFR")
+    out = dig(app, "example.org", "AXFR")
     lines = [line for line in out.splitlines() if line and not line.startswith(";")]
     assert lines[0].split()[3] == "SOA" and lines[-1].split()[3] == "SOA"
     assert any("www.example.org." in line and "192.0.2.80" in line for line in lines)
-    # From another loopback address, not on the allow-list.
-    out = dig(app.port, "-b", "127.0.0.2", "example.org", "AXFR")
+    # From another address of ours, not on the allow-list.
+    out = dig(app, "-b", app.other, "example.org", "AXFR")
     assert "Transfer failed" in out
-    r = dns.query.tcp(dns.message.make_query("example.org", "AXFR"), "127.0.0.1",
-                      port=app.port, source="127.0.0.2", timeout=3)
+    r = dns.query.tcp(dns.message.make_query("example.org", "AXFR"), app.host,
+                      port=app.port, source=app.other, timeout=3)
     assert r.rcode() == dns.rcode.REFUSED
 
 
 def test_kdig_answers(app) -> None:
     if not have("kdig"):
         pytest.skip("kdig not installed (Debian package knot-dnsutils)")
-    out = subprocess.run(["kdig", "@127.0.0.1", "-p", str(app.port), "+tcp", "+noall",
+    out = subprocess.run(["kdig", f"@{app.host}", "-p", str(app.port), "+tcp", "+noall",
                           "+answer", "example.org", "MX"], capture_output=True, text=True,
                          timeout=20).stdout
     assert "10 mail.example.org." in out and "20 mail2.example.org." in out
@@ -297,12 +337,12 @@ def test_ten_thousand_names_start_and_memory(tmp_path: Path) -> None:
     lines += [f"h{i} A 10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(10_000)]
     zone = tmp_path / "big10k.zone"
     zone.write_text("\n".join(lines) + "\n")
-    a = RunningAppliance(["--zone", str(zone)], tmp_path)
+    a = RunningAppliance(["--zone", str(zone)], tmp_path, runtime_args=("--log-level", "debug"))
     try:
         a.wait("big10k.test.")
         assert rrs(query(a.port, "h9999.big10k.test").answer) == {
             "h9999.big10k.test. 300 A 10.0.39.15"}
-        time.sleep(3)  # let the background precomputation finish
+        _until(lambda: "precomputed" in a.output(), timeout=60)  # the memo is complete
         rss_kb = _rss_kb(a.proc.pid)
         assert rss_kb < 100 * 1024, f"resident memory {rss_kb} kB"
     finally:

@@ -48,7 +48,7 @@ async def transfer(a: DirectStack, b: DirectStack, size: int) -> None:
     await b.tcp_listen("0.0.0.0", 9000, sink)
     flow = await a.tcp_connect(B, 9000, timeout=20)
     await flow.write(data)
-    await flow.close()
+    await flow.shutdown()
     reply = b""
     while True:
         chunk = await asyncio.wait_for(flow.read(), 60)
@@ -258,7 +258,7 @@ def test_nagle_coalesces_small_writes() -> None:
         before = wire.a.sent
         for _ in range(200):
             await flow.write(b"x" * 10)
-        await flow.close()
+        await flow.shutdown()
         assert (await flow.read()).startswith(b"2000 ")
         return wire.a.sent - before
 
@@ -280,7 +280,7 @@ def test_many_connections_leave_nothing_behind() -> None:
             got = 0
             while got < len(payload):
                 got += len(await flow.read())
-            await flow.close()
+            await flow.shutdown()
             while await flow.read():
                 pass
 
@@ -375,7 +375,7 @@ def test_partial_sack_holes_and_reneging_peer() -> None:
         await asyncio.sleep(0.02)
         assert conn.sacked_bytes == 1000
         wire.a.filter = None
-        await flow.close()
+        await flow.shutdown()
         reply = await asyncio.wait_for(flow.read(), 10)
         assert reply.split()[0] == b"10000"
         assert reply.split()[1].decode() == hashlib.sha256(data).hexdigest()
