@@ -303,9 +303,6 @@ class Appliance:
                 if ref not in devices or devices[ref].kind != "netif":
                     raise ConfigError(f"stack(netifs=...): {ref!r} is not a netif() device of "
                                       "this appliance", *spec.origin)
-            if len(spec.params.get("netifs", ())) > 1:
-                raise ConfigError("a stack over several netifs is not supported yet: "
-                                  "give it one", *spec.origin)
         ports = [(s.kind, s.params["name"]) for s in devices.values() if "name" in s.params]
         for kind, port in ports:
             if ports.count((kind, port)) > 1:

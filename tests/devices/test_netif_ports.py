@@ -28,7 +28,9 @@ pytestmark = [
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 APPLIANCE = HERE / "wire_appliance"
+ROUTER = HERE / "router_appliance"
 LEFT_IP, RIGHT_IP = "10.241.0.1", "10.241.0.2"
+ROUTED_LEFT, ROUTED_RIGHT = "10.241.1.2", "10.241.2.2"
 BULK = 20 * 1024 * 1024
 
 SINK = r"""
@@ -136,5 +138,49 @@ def test_two_ports_join_two_namespaces(lab: dict[str, str], right_port: str) -> 
         log = "".join(lines)
         assert proc.returncode == 0, log
         assert "wire down:" in log, log
+
+    asyncio.run(main())
+
+
+def test_a_stack_over_two_ports_routes_between_them(lab: dict[str, str]) -> None:
+    """``stack(netifs=["left", "right"])`` under ``fata run``: two addresses, forwarding."""
+    left, right, mid = lab["left"], lab["right"], lab["mid"]
+    for ns, dev, old, new in ((left, "l0", LEFT_IP, ROUTED_LEFT),
+                              (right, "r0", RIGHT_IP, ROUTED_RIGHT)):
+        sh("ip", "-n", ns, "addr", "del", f"{old}/24", "dev", dev)
+        sh("ip", "-n", ns, "addr", "add", f"{new}/24", "dev", dev)
+        sh("ip", "-n", ns, "route", "add", "default", "via", new.rsplit(".", 1)[0] + ".1")
+
+    async def main() -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO / "core"), os.environ.get("PYTHONPATH", "")]))
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", mid, sys.executable, "-m", "fata", "run", str(ROUTER),
+            "--net", "direct", "--netif", "left=if:l1", "--netif", "right=if:r1",
+            "--ipv4", "left=10.241.1.1/24", "--ipv4", "right=10.241.2.1/24",
+            stderr=asyncio.subprocess.PIPE, env=env, cwd=str(REPO))
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(120):
+                while not any("routing between" in line for line in lines):
+                    line = (await proc.stderr.readline()).decode()
+                    assert line, "the appliance exited: " + "".join(lines)
+                    lines.append(line)
+            assert "l1 10.241.1.1/24, r1 10.241.2.1/24" in lines[-1], lines[-1]
+            out = await run_in(left, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.241.1.1")
+            assert " 0% packet loss" in out, out  # the router itself
+            out = await run_in(left, "ping", "-c", "3", "-i", "0.2", "-W", "2", ROUTED_RIGHT)
+            assert " 0% packet loss" in out and "ttl=63" in out, out
+            sink = asyncio.create_task(run_in(left, sys.executable, "-c", SINK, ROUTED_LEFT))
+            sent = await run_in(right, sys.executable, "-c", SOURCE, ROUTED_LEFT, str(BULK))
+            assert (await sink).split() == sent.split()
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(proc.communicate(), 30)
+            lines.append(rest.decode())
+        log = "".join(lines)
+        assert proc.returncode == 0, log
+        assert "forwarded" in log and "forwarded 0 packets" not in log, log
 
     asyncio.run(main())

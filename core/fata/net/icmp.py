@@ -1,4 +1,5 @@
-"""ICMPv4 (RFC 792): echo replies and rate-limited destination-unreachable errors."""
+"""ICMPv4 (RFC 792): echo replies and the errors a host and a router send (destination
+unreachable, fragmentation needed with the next-hop MTU of RFC 1191, time exceeded)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from fata.net.errors import ParseError
 TYPE_ECHO_REPLY = 0
 TYPE_UNREACHABLE = 3
 TYPE_ECHO_REQUEST = 8
+TYPE_TIME_EXCEEDED = 11
+CODE_NET_UNREACHABLE = 0
+CODE_HOST_UNREACHABLE = 1
 CODE_PORT_UNREACHABLE = 3
+CODE_FRAG_NEEDED = 4
+ERROR_TYPES = frozenset({TYPE_UNREACHABLE, 4, 5, TYPE_TIME_EXCEEDED, 12})
 HEADER = struct.Struct("!BBHI")
 
 
@@ -40,10 +46,17 @@ def echo_request(ident: int, seq: int, data: bytes) -> bytes:
     return _message(TYPE_ECHO_REQUEST, 0, (ident << 16) | seq, data)
 
 
-def unreachable(code: int, original: bytes | memoryview) -> bytes:
-    """A destination-unreachable carrying the original IP header and 8 payload bytes."""
+def unreachable(code: int, original: bytes | memoryview, mtu: int = 0) -> bytes:
+    """A destination-unreachable carrying the original IP header and 8 payload bytes
+    (``mtu``: the next-hop MTU of a fragmentation-needed, RFC 1191)."""
     ihl = (original[0] & 0xF) * 4
-    return _message(TYPE_UNREACHABLE, code, 0, original[:ihl + 8])
+    return _message(TYPE_UNREACHABLE, code, mtu & 0xFFFF, original[:ihl + 8])
+
+
+def time_exceeded(original: bytes | memoryview) -> bytes:
+    """A time-exceeded in transit (code 0) for a packet whose TTL ran out."""
+    ihl = (original[0] & 0xF) * 4
+    return _message(TYPE_TIME_EXCEEDED, 0, 0, original[:ihl + 8])
 
 
 class RateLimiter:

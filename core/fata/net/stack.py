@@ -39,8 +39,9 @@ from fata.devices import (
     reply_bytes,
 )
 from fata.devices.netif import Netif
-from fata.net import arp, checksum, dhcp, ethernet, icmp, ipv4, tcp_wire, udp
+from fata.net import arp, checksum, dhcp, icmp, ipv4, tcp_wire, udp
 from fata.net.errors import ParseError
+from fata.net.ip import IpLayer, Link
 from fata.net.ipv4 import Ipv4Config
 from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
 
@@ -211,14 +212,38 @@ class DirectTcpListener(TcpListener):
         self._stack._listeners.pop(self.listener, None)
 
 
+class _Port:
+    """One interface of a ``DirectStack``: its netif, its ``Link`` in the IP layer, and the
+    datagram fast path's state for it."""
+
+    def __init__(self, netif: Netif, link: Link) -> None:
+        self.netif = netif
+        self.link = link
+        self.routes: dict[int, _Route] = {}  # on-link peer -> what its replies reuse
+        self.ours: int | None = None  # the link's address as an integer
+
+    def configured(self) -> None:
+        """The link's address changed: forget what replies reused."""
+        self.routes = {}
+        config = self.link.config
+        self.ours = None if config is None else int.from_bytes(config.address, "big")
+
+    def send_replies(self, out: list[tuple[bytes, ...]]) -> None:
+        """The fast path's replies to a batch, in one call to the device."""
+        if self.netif.csum_offload:
+            self.netif.send_many(out, csum_start=34, csum_offset=6)  # UDP checksum at 14+20+6
+        else:
+            self.netif.send_many(out)
+
+
 class DirectStack(Stack):
-    """Ethernet/ARP/IPv4/ICMP/UDP/TCP over a ``Netif``."""
+    """Fata's own TCP/IP over one or more ``Netif`` ports: the wiring of the sans-IO engines
+    (``fata.net.ip`` for Ethernet, ARP, IPv4, ICMP, routing and forwarding; UDP and TCP
+    above it), one event-loop timer for their earliest deadline, and the flows."""
 
     def __init__(self, netif: Netif, config: Ipv4Config | None, *,
                  tcp_config: TcpConfig | None = None, console: Console | None = None,
                  rand: Callable[[int], bytes] = os.urandom) -> None:
-        self.netif = netif
-        self.config = config
         self.console = console
         self.rand = rand
         self.loop = asyncio.get_running_loop()
@@ -227,9 +252,10 @@ class DirectStack(Stack):
             if netif.tso and netif.csum_offload:
                 tcp_config.tso_max = 65000
         self.tcp = TcpEngine(tcp_config, rand)
-        self.arp = arp.Arp(netif.mac)
-        self.reassembler = ipv4.Reassembler()
-        self.icmp_limiter = icmp.RateLimiter(100.0, 50)
+        self.ip = IpLayer(self._transmit, int.from_bytes(rand(2), "big"))
+        self.ip.handlers[ipv4.PROTO_TCP] = self._tcp_input
+        self.ip.handlers[ipv4.PROTO_UDP] = self._udp_input
+        self.ports: list[_Port] = []
         self.counters: dict[str, int] = {}
         self._udp: dict[tuple[bytes, int], DirectUdpEndpoint] = {}
         self._listeners: dict[Listener, DirectTcpListener] = {}
@@ -237,87 +263,143 @@ class DirectStack(Stack):
         self._handlers: weakref.WeakKeyDictionary[Listener, FlowHandler] = \
             weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._eth_headers: dict[bytes, bytes] = {}
         # datagram fast path state, keyed by integers (no tuple or bytes objects per packet)
         self._names: dict[int, ipaddress.IPv4Address] = {}
-        self._routes: dict[int, _Route] = {}  # on-link peer -> what its replies reuse
         self._udp_keys: dict[int, DirectUdpEndpoint] = {}  # (ip << 16) | port -> endpoint
-        self._local_ints: set[int] = set()
-        self._ident = int.from_bytes(rand(2), "big")
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._started = False
         self._closed = False
-        self._local: set[bytes] = set()
-        self._broadcast: set[bytes] = {ipv4.LIMITED_BROADCAST}
-        self.dhcp_port_open = False  # set while a DHCP client needs unconfigured receive
         self.udp_promiscuous: DirectUdpEndpoint | None = None
         self.dhcp: dhcp.DhcpClient | None = None
         self._dhcp_bound: asyncio.Future[None] | None = None
-        if config is not None:
-            self.set_config(config)
+        self.add_interface(netif, config)
 
     # ------------------------------------------------------------------ configuration
 
-    def set_config(self, config: Ipv4Config | None) -> None:
-        """(Re)configure the interface address (used at start and by DHCP)."""
-        self.config = config
-        self._routes = {}
-        self._local = {config.address} if config else set()
-        self._local_ints = {int.from_bytes(ip, "big") for ip in self._local}
-        self._broadcast = {ipv4.LIMITED_BROADCAST}
-        if config is not None:
-            self._broadcast.add(config.broadcast)
-        self.arp.addresses = set(self._local)
+    def add_interface(self, netif: Netif, config: Ipv4Config | None) -> int:
+        """Another port (before ``start``); returns its index in ``ports`` and ``ip.links``."""
+        link = self.ip.add_link(getattr(netif, "name", f"net{len(self.ports)}"), netif.mac,
+                                netif.mtu, csum_offload=netif.csum_offload, tso=netif.tso)
+        self.ports.append(_Port(netif, link))
+        self.set_config(config, link.index)
+        if self._started:
+            self._start_port(self.ports[-1])
+        return link.index
+
+    @property
+    def netif(self) -> Netif:
+        """The first port's device (the only one of a one-interface stack)."""
+        return self.ports[0].netif
+
+    @property
+    def config(self) -> Ipv4Config | None:
+        """The first port's address."""
+        return self.ports[0].link.config
+
+    @property
+    def arp(self) -> arp.Arp:
+        """The first port's ARP engine."""
+        return self.ports[0].link.arp
+
+    @property
+    def reassembler(self) -> ipv4.Reassembler:
+        """The IP layer's fragment reassembly."""
+        return self.ip.reassembler
+
+    @property
+    def forwarding(self) -> bool:
+        """Whether packets for others are routed between the ports (a router's job).
+
+        A forwarding stack asks its ports for frames as a wire carries them (checksums
+        finished, no super-segments), since what it forwards must fit the next link; the
+        ports are re-attached when it changes after ``start``."""
+        return self.ip.forwarding
+
+    @forwarding.setter
+    def forwarding(self, value: bool) -> None:
+        changed = value != self.ip.forwarding
+        self.ip.forwarding = value
+        if self._started and changed:
+            for port in self.ports:
+                self._attach(port)
+
+    def set_config(self, config: Ipv4Config | None, index: int = 0) -> None:
+        """(Re)configure port ``index``'s address (used at start and by DHCP)."""
+        self.ip.configure(index, config)
+        self.ports[index].configured()
 
     def start(self) -> None:
-        """Attach to the netif and announce our address (gratuitous ARP)."""
-        self.netif.start(self._on_frame, self._on_frames)
-        if self.config is not None:
-            self.announce()
+        """Attach to the netifs and announce our addresses (gratuitous ARP)."""
+        self._started = True
+        for port in self.ports:
+            self._start_port(port)
+
+    def _start_port(self, port: _Port) -> None:
+        self._attach(port)
+        self._announce(port)
+
+    def _attach(self, port: _Port) -> None:
+        port.netif.start(lambda frame, trusted: self._on_frames(
+            (frame,), b"\x01" if trusted else b"\x00", port),
+            lambda frames, trusted: self._on_frames(frames, trusted, port),
+            wire=self.ip.forwarding)
 
     def announce(self) -> None:
         """Send a gratuitous ARP for each address."""
-        for ip in self._local:
-            self.netif.send(self.arp.gratuitous(ip))
+        for port in self.ports:
+            self._announce(port)
+
+    def _announce(self, port: _Port) -> None:
+        if port.link.config is not None:
+            port.netif.send(port.link.arp.gratuitous(port.link.config.address))
 
     @property
     def interfaces(self) -> list[Interface]:
-        """The one interface: the netif, with the configured address (none before DHCP)."""
-        config = self.config
-        addresses = () if config is None else (ipaddress.IPv4Interface(
-            (_IP(config.address), config.prefix_len)),)
-        return [Interface(getattr(self.netif, "name", "net0"), self.netif.mac, self.netif.mtu,
-                          addresses)]
+        """The ports, each with its configured address (none before DHCP)."""
+        out = []
+        for port in self.ports:
+            config = port.link.config
+            addresses = () if config is None else (ipaddress.IPv4Interface(
+                (_IP(config.address), config.prefix_len)),)
+            out.append(Interface(port.link.name, port.netif.mac, port.netif.mtu, addresses))
+        return out
 
     def source_for(self, dst: bytes) -> bytes:
-        """The source address to use towards ``dst``."""
-        if self.config is None:
-            return _ANY
-        return self.config.address
+        """The source address to use towards ``dst``: ours on the link it leaves by."""
+        return self.ip.source_for(dst)
 
     def stats(self) -> dict[str, int]:
         """Every drop and event counter of every layer, prefixed by layer."""
         out = dict(self.counters)
-        for prefix, counters in (("arp", self.arp.counters),
-                                 ("dhcp", self.dhcp.counters if self.dhcp else {}),
-                                 ("reasm", self.reassembler.counters),
-                                 ("tcp", self.tcp.counters)):
+        for name, value in self.ip.counters.items():
+            out[name] = out.get(name, 0) + value
+        layers = [("arp", port.link.arp.counters) for port in self.ports]
+        layers += [("dhcp", self.dhcp.counters if self.dhcp else {}),
+                   ("reasm", self.ip.reassembler.counters), ("tcp", self.tcp.counters)]
+        for prefix, counters in layers:
             for name, value in counters.items():
-                out[f"{prefix}_{name}"] = value
+                key = f"{prefix}_{name}"
+                out[key] = out.get(key, 0) + value
         return out
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
+    def _transmit(self, index: int, pieces: list[bytes], offload: dict[str, int]) -> None:
+        self.ports[index].netif.send(pieces, **offload)
+
     # ------------------------------------------------------------------ receive
 
     def _on_frame(self, frame: bytes, trusted: bool) -> None:
-        """One received frame (devices that deliver frames one at a time)."""
+        """One received frame on the first port (devices that deliver one at a time)."""
         self._on_frames((frame,), b"\x01" if trusted else b"\x00")
 
-    def _on_frames(self, frames: Sequence[bytes], trusted: bytes) -> None:
-        """A batch of received frames; ``trusted[i]``: the device vouched for frame i.
+    def _on_frames(self, frames: Sequence[bytes], trusted: bytes,
+                   state: _Port | None = None) -> None:
+        """A batch of received frames on one port; ``trusted[i]``: the device vouched for
+        frame i.
 
         Plain unicast UDP datagrams for a bound port are served right here, in one pass
         each: request/response appliances (DNS) live on this path, so it avoids the general
@@ -325,18 +407,23 @@ class DirectStack(Stack):
         IP and UDP headers in one pack, the UDP checksum left to the device when it can, the
         peer's Ethernet header from a per-peer cache), and the replies to the whole batch go
         to the device in one ``send_many``.  Anything unusual (IP options, fragments, not
-        ours, no cached next hop, a bad checksum) takes the general path, which also does
-        the counting; replies gathered so far are sent first, so the order is kept.
+        ours, no cached next hop, a bad checksum, hooks to run) takes the general path,
+        which also does the counting; replies gathered so far are sent first, so the order
+        is kept.
         """
+        if state is None:
+            state = self.ports[0]
+        ip = self.ip
+        link = state.link
         out: list[tuple[bytes, ...]] = []
         unpack = _UDP_IN.unpack_from
         pack = _UDP_OUT.pack
-        local = self._local_ints
+        ours = state.ours if not ip.prerouting else None
         keys = self._udp_keys
         names = self._names
-        routes = self._routes
-        room = self.netif.mtu - 28
-        offload = self.netif.csum_offload
+        routes = state.routes
+        room = state.netif.mtu - 28
+        offload = state.netif.csum_offload
         now = self.loop.time()
         for frame, vouched in zip(frames, trusted, strict=True):
             try:
@@ -345,7 +432,7 @@ class DirectStack(Stack):
                      ucsum) = unpack(frame)
                     ep = keys.get((dst << 16) | dport) or keys.get(dport)
                     if ep is not None and ew >> 8 == 0x080045 and frag_proto & 0x3FFF00FF == 17 and \
-                            dst in local and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
+                            dst == ours and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
                             not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
                             not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
                                 frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
@@ -371,11 +458,11 @@ class DirectStack(Stack):
                         route = routes.get(src)
                         rlen = len(reply)
                         if route is None or rlen > room or route[1] < now:
-                            self._udp_reply_slow(dst, dport, src, sport, reply, out)
+                            self._udp_reply_slow(state, dst, dport, src, sport, reply, out)
                             continue
                         head, _until, ip_sum, addresses, udp_sum = route
                         ulen = 8 + rlen
-                        ident = self._ident = (self._ident + 1) & 0xFFFF
+                        ident = ip.next_ident()
                         out.append((head, pack(
                             0x4500, 20 + ulen, ident, 0x4011, _M - (ip_sum + ulen + ident) % _M,
                             addresses, dport, sport, ulen, (udp_sum + ulen) % _M if offload else
@@ -386,31 +473,28 @@ class DirectStack(Stack):
                 self._internal_error("datagram fast path", exc)
                 continue
             if out:
-                self._send_replies(out)
+                state.send_replies(out)
                 out = []
-            self._frame_general(frame, bool(vouched), now)
+            try:
+                ip.frame_input(link, frame, bool(vouched), now)
+            except Exception as exc:  # a bug in a layer must not stop the port
+                self._internal_error("frame handling", exc)
         if out:
-            self._send_replies(out)
+            state.send_replies(out)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
-    def _send_replies(self, out: list[tuple[bytes, ...]]) -> None:
-        if self.netif.csum_offload:
-            self.netif.send_many(out, csum_start=34, csum_offset=6)  # UDP checksum at 14+20+6
-        else:
-            self.netif.send_many(out)
-
-    def _udp_reply_slow(self, src: int, sport: int, dst: int, dport: int, reply: bytes,
-                        out: list[tuple[bytes, ...]]) -> None:
+    def _udp_reply_slow(self, state: _Port, src: int, sport: int, dst: int, dport: int,
+                        reply: bytes, out: list[tuple[bytes, ...]]) -> None:
         """A fast-path reply with no cached next hop, or too big for one frame.
 
         The hop is learnt for the datagrams after this one (when ARP knows it); this one
         goes the general way, after the replies gathered so far to keep their order.
         """
-        self._route_for(dst)
+        self._route_for(state, dst)
         if out:
-            self._send_replies(out)
+            state.send_replies(out)
             out.clear()
         self.udp_send(src.to_bytes(4, "big"), sport, dst.to_bytes(4, "big"), dport, reply)
 
@@ -424,91 +508,51 @@ class DirectStack(Stack):
         if self.console is not None:
             self.console.error(f"net: {what} failed: {exc!r}")
 
-    def _frame_general(self, frame: bytes, trusted: bool, now: float) -> None:
-        try:
-            _dst, _src, ethertype = ethernet.parse(frame)
-            if ethertype == ethernet.ETHERTYPE_IPV4:
-                self._ipv4_input(memoryview(frame)[14:], trusted, now)
-            elif ethertype == ethernet.ETHERTYPE_ARP:
-                out, released = self.arp.input(memoryview(frame)[14:], now)
-                for f in out:
-                    self.netif.send(f)
-                for mac, (pieces, kw) in released:
-                    self.netif.send([self._eth_header(mac), *pieces], **kw)
-            else:
-                self._count("eth_unknown_type")
-        except ParseError as exc:
-            self._count(exc.counter)
-        except Exception as exc:
-            self._internal_error("frame handling", exc)
-
-    def _route_for(self, peer: int) -> _Route | None:
+    def _route_for(self, state: _Port, peer: int) -> _Route | None:
         """What replies to an on-link peer whose MAC is cached reuse, valid until its ARP
         entry expires: the Ethernet header, the partial sums of the reply's IP header and
         UDP pseudo-header without their per-datagram fields, and the address pair.
 
-        Keyed by the peer alone: the fast path only serves datagrams addressed to our one
-        configured address, which is therefore the reply's source.
+        Keyed by the peer alone, per port: the fast path only serves datagrams addressed
+        to the port's own address, which is therefore the reply's source.
         """
         raw = peer.to_bytes(4, "big")
-        entry = self.arp.cache.get(raw)
-        config = self.config
+        link = state.link
+        entry = link.arp.cache.get(raw)
+        config = link.config
         if entry is None or config is None or not config.on_link(raw) or \
                 entry[1] < self.loop.time():
             return None
-        if len(self._routes) > 4096:
-            self._routes.clear()
+        if len(state.routes) > 4096:
+            state.routes.clear()
         ours = int.from_bytes(config.address, "big")
-        route = self._routes[peer] = (
-            self._eth_header(entry[0]), entry[1],
+        route = state.routes[peer] = (
+            link.eth_header(entry[0]), entry[1],
             (0x4500 + 0x4011 + 20 + ours + peer) % _M,  # + total length + ident per datagram
             config.address + raw,
             (ours + peer + 17) % _M)  # + UDP length per datagram
         return route
 
-    def _ipv4_input(self, packet: memoryview, trusted: bool, now: float) -> None:
-        hdr, payload = ipv4.parse(packet)
+    def _tcp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview, trusted: bool,
+                   packet: memoryview, link: Link) -> None:
         dst = hdr.dst
-        if dst not in self._local:
-            if dst in self._broadcast or (self.dhcp_port_open and hdr.proto == ipv4.PROTO_UDP):
-                if hdr.proto != ipv4.PROTO_UDP:
-                    self._count("ipv4_broadcast_ignored")
-                    return
-            else:
-                self._count("ipv4_not_for_us")
-                return
-        if hdr.mf or hdr.frag_offset:
-            whole = self.reassembler.add(hdr, payload, now)
-            self._arm_timer()
-            if whole is None:
-                return
-            payload = memoryview(whole)
-            trusted = False
-        proto = hdr.proto
-        if proto == ipv4.PROTO_TCP:
-            pseudo = None if trusted else checksum.pseudo_header_ipv4(hdr.src, dst, 6,
-                                                                       len(payload))
-            seg = tcp_wire.parse(payload, pseudo)
-            if dst not in self._local:
-                return
-            self.tcp.input(hdr.src, dst, seg, now)
-        elif proto == ipv4.PROTO_UDP:
-            self._udp_input(hdr, payload, trusted, packet)
-        elif proto == ipv4.PROTO_ICMP:
-            self._icmp_input(hdr, payload)
-        else:
-            self._count("ipv4_unknown_protocol")
+        pseudo = None if trusted else checksum.pseudo_header_ipv4(hdr.src, dst, 6, len(payload))
+        seg = tcp_wire.parse(payload, pseudo)
+        if dst not in self.ip.local:
+            return
+        self.tcp.input(hdr.src, dst, seg, self.loop.time())
 
     def _udp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview, trusted: bool,
-                   packet: memoryview) -> None:
+                   packet: memoryview, link: Link) -> None:
         sport, dport, data = udp.parse(payload, hdr.src, hdr.dst, not trusted)
         ep = self._udp.get((hdr.dst, dport)) or self._udp.get((_ANY, dport))
-        if ep is None and self.dhcp_port_open and dport == 68:
+        if ep is None and self.ip.accept_any_udp and dport == 68:
             ep = self.udp_promiscuous
         if ep is None:
             self._count("udp_closed_port")
-            if hdr.dst in self._local:
-                self._icmp_error(hdr, packet, icmp.CODE_PORT_UNREACHABLE)
+            if hdr.dst in self.ip.local and self.ip.icmp_error(
+                    hdr, packet, icmp.unreachable(icmp.CODE_PORT_UNREACHABLE, packet)):
+                self._count("icmp_unreachable_sent")
             return
         try:
             reply = ep.handler(bytes(data), _address(hdr.src, sport))
@@ -518,65 +562,14 @@ class DirectStack(Stack):
             self._handler_failed(ep, exc)
             return
         if reply is not None:
-            src = hdr.dst if hdr.dst in self._local else self.source_for(hdr.src)
+            src = hdr.dst if hdr.dst in self.ip.local else self.source_for(hdr.src)
             self.udp_send(src, dport, hdr.src, sport, reply)
-
-    def _icmp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview) -> None:
-        icmp_type, _code = icmp.parse(payload)
-        if icmp_type == icmp.TYPE_ECHO_REQUEST and hdr.dst in self._local:
-            self._count("icmp_echo_replies")
-            self.ip_send(hdr.dst, hdr.src, ipv4.PROTO_ICMP, icmp.echo_reply(payload))
-        else:
-            self._count("icmp_ignored")
-
-    def _icmp_error(self, hdr: ipv4.Ipv4Header, packet: memoryview, code: int) -> None:
-        if not self.icmp_limiter.allow(self.loop.time()):
-            self._count("icmp_rate_limited")
-            return
-        self._count("icmp_unreachable_sent")
-        self.ip_send(hdr.dst, hdr.src, ipv4.PROTO_ICMP, icmp.unreachable(code, packet))
 
     # ------------------------------------------------------------------ send
 
-    def _eth_header(self, mac: bytes) -> bytes:
-        head = self._eth_headers.get(mac)
-        if head is None:
-            head = ethernet.header(mac, self.netif.mac, ethernet.ETHERTYPE_IPV4)
-            self._eth_headers[mac] = head
-        return head
-
-    def _next_ident(self) -> int:
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
-
-    def _link_send(self, dst: bytes, pieces: list[bytes], **kw: int) -> None:
-        config = self.config
-        if dst in self._broadcast:
-            mac = ethernet.BROADCAST
-        else:
-            hop = config.next_hop(dst) if config is not None else None
-            if hop is None:
-                self._count("ipv4_no_route")
-                return
-            now = self.loop.time()
-            mac = self.arp.lookup(hop, now)
-            if mac is None:
-                for frame in self.arp.resolve(hop, (pieces, kw), now):
-                    self.netif.send(frame)
-                self._arm_timer()
-                return
-        self.netif.send([self._eth_header(mac), *pieces], **kw)
-
     def ip_send(self, src: bytes, dst: bytes, proto: int, payload: bytes) -> None:
         """Send one datagram, fragmenting it to the MTU if needed."""
-        mtu = self.netif.mtu
-        ident = self._next_ident()
-        if ipv4.HEADER_LEN + len(payload) <= mtu:
-            self._link_send(dst, [ipv4.header(src, dst, proto, len(payload), ident), payload])
-            return
-        self._count("ipv4_fragmented")
-        for frag in ipv4.fragment(src, dst, proto, payload, ident, mtu):
-            self._link_send(dst, [frag])
+        self.ip.send(src, dst, proto, payload, self.loop.time())
 
     def udp_send(self, src: bytes, sport: int, dst: bytes, dport: int, data: bytes) -> None:
         """Send one UDP datagram."""
@@ -584,29 +577,33 @@ class DirectStack(Stack):
         self.ip_send(src, dst, ipv4.PROTO_UDP, udp.build(sport, dport, data, pseudo))
 
     def _tcp_send(self, src: bytes, dst: bytes, seg: tcp_wire.Segment, mss: int) -> None:
+        ip = self.ip
+        link = ip.egress(dst)
+        if link is None:
+            ip.counters["ipv4_no_route"] = ip.counters.get("ipv4_no_route", 0) + 1
+            return
+        now = self.loop.time()
         payload = seg.payload
         plen = len(payload)
-        netif = self.netif
-        if netif.csum_offload:
+        if link.csum_offload:
             head = tcp_wire.header(seg, None)
             tcp_len = len(head) + plen
             psum = checksum.pseudo_header_ipv4(src, dst, 6, tcp_len)
             head = head[:16] + psum.to_bytes(2, "big") + head[18:]
-            gso = mss if plen > mss and netif.tso else 0
-            iph = ipv4.header(src, dst, 6, tcp_len, self._next_ident(), df=True)
-            self._link_send(dst, [iph + head, payload], csum_start=34, csum_offset=16,
-                            gso_size=gso)
+            gso = mss if plen > mss and link.tso else 0
+            iph = ipv4.header(src, dst, 6, tcp_len, ip.next_ident(), df=True)
+            ip.link_send(dst, [iph + head, payload], now, csum_start=34, csum_offset=16,
+                         gso_size=gso)
             return
-        tcp_len = tcp_wire.HEADER_LEN + plen
         head = tcp_wire.header(seg, 0)  # sized first: options decide the length
         tcp_len = len(head) + plen
         head = tcp_wire.header(seg, checksum.pseudo_header_ipv4(src, dst, 6, tcp_len))
         segment = head + bytes(payload) if plen else head
-        if ipv4.HEADER_LEN + tcp_len <= netif.mtu:
-            iph = ipv4.header(src, dst, 6, tcp_len, self._next_ident(), df=True)
-            self._link_send(dst, [iph, segment])
+        if ipv4.HEADER_LEN + tcp_len <= link.mtu:
+            iph = ipv4.header(src, dst, 6, tcp_len, ip.next_ident(), df=True)
+            ip.link_send(dst, [iph, segment], now)
         else:
-            self.ip_send(src, dst, 6, segment)
+            ip.send(src, dst, 6, segment, now)
 
     # ------------------------------------------------------------------ engine plumbing
 
@@ -654,8 +651,7 @@ class DirectStack(Stack):
             await flow.close()
 
     def _arm_timer(self) -> None:
-        deadlines = [d for d in (self.tcp.next_deadline(), self.arp.next_deadline(),
-                                 self.reassembler.next_deadline(),
+        deadlines = [d for d in (self.tcp.next_deadline(), self.ip.next_deadline(),
                                  self.dhcp.next_deadline() if self.dhcp else None)
                      if d is not None]
         if not deadlines or self._closed:
@@ -674,13 +670,7 @@ class DirectStack(Stack):
         now = self.loop.time()
         try:
             self.tcp.poll(now)
-            frames, dropped = self.arp.poll(now)
-            for frame in frames:
-                self.netif.send(frame)
-            if dropped:
-                self.counters["arp_unresolved_drops"] = \
-                    self.counters.get("arp_unresolved_drops", 0) + len(dropped)
-            self.reassembler.expire(now)
+            self.ip.on_timer(now)
             if self.dhcp is not None:
                 self._dhcp_out(self.dhcp.poll(now))
         except Exception as exc:
@@ -693,7 +683,7 @@ class DirectStack(Stack):
         """Configure the address by DHCP; returns once bound (keeps renewing afterwards)."""
         client = dhcp.DhcpClient(self.netif.mac, self.rand, hostname=hostname)
         self.dhcp = client
-        self.dhcp_port_open = True
+        self.ip.accept_any_udp = True
         self.udp_promiscuous = DirectUdpEndpoint(self, _ANY, dhcp.CLIENT_PORT, self._dhcp_input)
         self._dhcp_bound = self.loop.create_future()
         self._dhcp_out(client.start(self.loop.time()))
@@ -742,7 +732,7 @@ class DirectStack(Stack):
         if ip.version != 4:
             raise AddressNotAvailable(f"cannot bind to {ip}: this stack has no IPv6 address")
         raw = ip.packed
-        if raw != _ANY and raw not in self._local:
+        if raw != _ANY and raw not in self.ip.local:
             raise AddressNotAvailable(f"cannot bind to {ip}: not an address of this stack")
         return raw
 
@@ -817,7 +807,7 @@ class DirectStack(Stack):
         return flow
 
     async def close(self) -> None:
-        """Close every endpoint, listener and flow, then the netif."""
+        """Close every endpoint, listener and flow, then the netifs."""
         if self._closed:
             return
         for ep in list(self._udp.values()):
@@ -834,4 +824,5 @@ class DirectStack(Stack):
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        self.netif.close()
+        for port in self.ports:
+            port.netif.close()

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``--net direct``."""
     netif_platform.add_arguments(parser)
     group = parser.add_argument_group("direct network stack (--net direct)")
-    group.add_argument("--ipv4", default=None, metavar="ADDR/LEN",
-                       help=f"the appliance's address (default {DEFAULT_IPV4} unless --dhcp)")
+    group.add_argument("--ipv4", action="append", default=[], metavar="[NETIF=]ADDR/LEN",
+                       help=f"the appliance's address (default {DEFAULT_IPV4} unless --dhcp); "
+                            "NETIF= gives it to that netif() port of a stack over several")
     group.add_argument("--ipv4-gateway", default=None, metavar="ADDR",
                        help="default gateway for destinations off the subnet")
     group.add_argument("--dhcp", action="store_true",
@@ -42,12 +43,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mtu", type=int, default=1500, help="interface MTU (default 1500)")
 
 
+def _split_ipv4(options: argparse.Namespace) -> tuple[str | None, dict[str, str]]:
+    """``--ipv4`` values: the unnamed one (the first interface's) and those per port."""
+    values = options.ipv4 if isinstance(options.ipv4, list) else [options.ipv4] \
+        if options.ipv4 else []
+    plain: str | None = None
+    named: dict[str, str] = {}
+    for value in values:
+        port, sep, cidr = value.rpartition("=")
+        if sep:
+            named[port] = cidr
+        elif plain is not None:
+            raise PlatformError("--ipv4 given twice without NETIF=: name the port of each")
+        else:
+            plain = cidr
+    return plain, named
+
+
+def _config(cidr: str, gateway: str | None) -> Ipv4Config:
+    try:
+        config = Ipv4Config.from_text(cidr)
+        if gateway and config.on_link(ipaddress.IPv4Address(gateway).packed):
+            config.gateway = ipaddress.IPv4Address(gateway).packed
+    except ValueError as exc:
+        raise PlatformError(f"bad address for --net direct: {exc}") from exc
+    return config
+
+
 def _parse(options: argparse.Namespace) -> tuple[Ipv4Config | None, str | None]:
     try:
         config = None
+        plain, _named = _split_ipv4(options)
         if not options.dhcp:
-            config = Ipv4Config.from_text(options.ipv4 or DEFAULT_IPV4, options.ipv4_gateway)
-        elif options.ipv4:
+            config = Ipv4Config.from_text(plain or DEFAULT_IPV4, options.ipv4_gateway)
+        elif plain:
             raise PlatformError("--dhcp and --ipv4 exclude each other: pick one")
         host = options.host_ipv4
         if host and host.lower() == "none":
@@ -66,8 +95,20 @@ async def open_stack(name: str, spec: dict, ctx: DeviceContext) -> Stack:
     options, console = ctx.options, ctx.console
     config, host = _parse(options)
     declared = spec.get("netifs") or []
+    _plain, per_port = _split_ipv4(options)
+    more: list[tuple[object, Ipv4Config | None]] = []
     if declared:
+        ports = [ctx.specs[d].get("name", d) for d in declared]
+        unknown = set(per_port) - set(ports)
+        if unknown:
+            raise PlatformError(f"--ipv4 {sorted(unknown)[0]}=...: the stack has no port of "
+                                f"that name (its ports: {', '.join(ports)})")
+        if ports[0] in per_port and not options.dhcp:
+            config = _config(per_port[ports[0]], options.ipv4_gateway)
         netif = ctx.devices[declared[0]]
+        more = [(ctx.devices[d], _config(per_port[p], options.ipv4_gateway)
+                 if p in per_port else None) for d, p in zip(declared[1:], ports[1:],
+                                                             strict=True)]
         host = None
     else:
         short, named = netif_platform.netif_choices(options)
@@ -78,6 +119,8 @@ async def open_stack(name: str, spec: dict, ctx: DeviceContext) -> Stack:
     iface = netif.name
     try:
         stack = DirectStack(netif, config, console=console, rand=ctx.random.bytes)
+        for other, other_config in more:
+            stack.add_interface(other, other_config)  # type: ignore[arg-type]
         stack.start()
         if options.dhcp:
             console.info(f"direct: {iface} up, asking DHCP for an address")
