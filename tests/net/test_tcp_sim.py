@@ -29,7 +29,8 @@ class Sim:
     """Event-driven link between two engines: per-direction loss, delay, jitter."""
 
     def __init__(self, seed: int, loss: float, delay: float, jitter: float,
-                 duplicate: float = 0.0, reorder: float = 0.0, buffer: int = 64 * 1024) -> None:
+                 duplicate: float = 0.0, reorder: float = 0.0, buffer: int = 64 * 1024,
+                 congestion: str = "newreno") -> None:
         self.rng = random.Random(seed)
         self.loss = loss
         self.duplicate = duplicate
@@ -37,8 +38,10 @@ class Sim:
         self.delay = delay
         self.jitter = jitter
         self.now = 0.0
-        self.a = TcpEngine(TcpConfig(rcv_buffer=buffer, snd_buffer=buffer), self.rng.randbytes)
-        self.b = TcpEngine(TcpConfig(rcv_buffer=buffer, snd_buffer=buffer), self.rng.randbytes)
+        self.a = TcpEngine(TcpConfig(rcv_buffer=buffer, snd_buffer=buffer, congestion=congestion),
+                           self.rng.randbytes)
+        self.b = TcpEngine(TcpConfig(rcv_buffer=buffer, snd_buffer=buffer, congestion=congestion),
+                           self.rng.randbytes)
         self.events: list[tuple[float, int, TcpEngine, bytes, bytes, bytes]] = []
         self.ids = itertools.count()
         # a deterministic loss on top of the random one: ``drop(segment)`` for A -> B
@@ -75,9 +78,9 @@ class Sim:
 
 def request_reply(seed: int, size: int, loss: float, delay: float, jitter: float,
                   duplicate: float = 0.0, limit: float = 120.0, reorder: float = 0.0,
-                  buffer: int = 64 * 1024) -> Sim:
+                  buffer: int = 64 * 1024, congestion: str = "newreno") -> Sim:
     """A sends ``size`` bytes and shuts down; B answers with a digest and closes."""
-    sim = Sim(seed, loss, delay, jitter, duplicate, reorder, buffer)
+    sim = Sim(seed, loss, delay, jitter, duplicate, reorder, buffer, congestion)
     data = random.Random(seed).randbytes(size)
     sim.b.listen(b"\0\0\0\0", 9000, 8)
     client = sim.a.connect(IP_A, 40000 + seed % 20000, IP_B, 9000, sim.now)
@@ -154,21 +157,29 @@ def test_request_reply_completes_over_lossy_link(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_request_reply_completes_with_heavy_loss_and_reordering(seed: int) -> None:
+@pytest.mark.parametrize("congestion", ["newreno", "cubic"])
+def test_request_reply_completes_with_heavy_loss_and_reordering(seed: int,
+                                                                  congestion: str) -> None:
     request_reply(1000 + seed, 50_000, loss=0.25, delay=0.02, jitter=0.03, duplicate=0.05,
-                  limit=600.0)
+                  limit=600.0, congestion=congestion)
 
 
-def test_lossy_bulk_recovers_by_sack_not_by_timeouts() -> None:
+@pytest.mark.parametrize("seed", range(30))
+def test_request_reply_completes_over_lossy_link_with_cubic(seed: int) -> None:
+    request_reply(seed, 20_000, loss=0.10, delay=0.005, jitter=0.002, congestion="cubic")
+
+
+@pytest.mark.parametrize("congestion", ["newreno", "cubic"])
+def test_lossy_bulk_recovers_by_sack_not_by_timeouts(congestion: str) -> None:
     """A megabyte at 10% loss each way (data and ACKs) and a 50 ms RTT: SACK recovery, its
     probes and re-retransmission of lost retransmissions repair the losses; go-back-N
     timeouts stay rare.  (Before the head's retransmission restarted the RTO, and before
     a SACKed-but-stuck head was declared lost by the reordering timer, this took ~9 RTOs
-    per megabyte.)"""
+    per megabyte.)  Loss recovery is the connection's, whichever controller sizes cwnd."""
     timeouts = []
     for seed in range(4):
         sim = request_reply(seed, 1 << 20, loss=0.10, delay=0.025, jitter=0.0, limit=600,
-                            buffer=1 << 20)
+                            buffer=1 << 20, congestion=congestion)
         timeouts.append(sim.a.counters.get("timeouts", 0))
         assert sim.a.counters.get("fast_retransmits", 0) > 20
     assert sum(timeouts) <= 20, timeouts
