@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import struct
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -39,7 +38,7 @@ from fata.devices import (
     reply_bytes,
 )
 from fata.devices.netif import Netif
-from fata.net import arp, checksum, dhcp, icmp, ipv4, tcp_wire, udp
+from fata.net import arp, checksum, dhcp, icmp, ipv4, tcp_wire, udp, udp_fast
 from fata.net.errors import ParseError
 from fata.net.ip import IpLayer, Link
 from fata.net.ipv4 import Ipv4Config
@@ -47,16 +46,6 @@ from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
 
 EPHEMERAL = (49152, 65535)
 _ANY = ipv4.ANY
-# Ethernet (addresses skipped) + option-less IPv4 + UDP headers, for the datagram fast path
-# (ethertype, version/IHL/TOS) (total length) (ident) (fragment, TTL/protocol) (checksum)
-# (src) (dst) (sport) (dport) (UDP length) (UDP checksum); 32-bit fields are summed whole,
-# as 2**16 == 1 (mod 0xFFFF) makes that the sum of their two 16-bit words
-_UDP_IN = struct.Struct("!12xIHHIHIIHHHH")
-# 0x4500, total length, ident, 0x4011 (no fragment, TTL 64, UDP), checksum, addresses,
-# ports, UDP length, UDP checksum
-_UDP_OUT = struct.Struct("!HHHIH8sHHHH")
-_M = 0xFFFF
-_Route = tuple[bytes, float, int, bytes, int]
 _IP = ipaddress.IPv4Address
 
 
@@ -216,17 +205,18 @@ class _Port:
     """One interface of a ``DirectStack``: its netif, its ``Link`` in the IP layer, and the
     datagram fast path's state for it."""
 
-    def __init__(self, netif: Netif, link: Link) -> None:
+    def __init__(self, netif: Netif, link: Link, fast: udp_fast.FastPath) -> None:
         self.netif = netif
         self.link = link
-        self.routes: dict[int, _Route] = {}  # on-link peer -> what its replies reuse
-        self.ours: int | None = None  # the link's address as an integer
+        self.fast = fast
+        fast.room = netif.mtu - 28
+        fast.offload = netif.csum_offload
 
     def configured(self) -> None:
         """The link's address changed: forget what replies reused."""
-        self.routes = {}
+        self.fast.routes = {}
         config = self.link.config
-        self.ours = None if config is None else int.from_bytes(config.address, "big")
+        self.fast.ours = None if config is None else int.from_bytes(config.address, "big")
 
     def send_replies(self, out: list[tuple[bytes, ...]]) -> None:
         """The fast path's replies to a batch, in one call to the device."""
@@ -282,10 +272,13 @@ class DirectStack(Stack):
         """Another port (before ``start``); returns its index in ``ports`` and ``ip.links``."""
         link = self.ip.add_link(getattr(netif, "name", f"net{len(self.ports)}"), netif.mac,
                                 netif.mtu, csum_offload=netif.csum_offload, tso=netif.tso)
-        self.ports.append(_Port(netif, link))
+        port = _Port(netif, link, udp_fast.FastPath(
+            self._udp_keys, self._names, ident=int.from_bytes(self.rand(2), "big")))
+        port.fast.learn = lambda peer: self._route_for(port, peer)
+        self.ports.append(port)
         self.set_config(config, link.index)
         if self._started:
-            self._start_port(self.ports[-1])
+            self._start_port(port)
         return link.index
 
     @property
@@ -415,88 +408,32 @@ class DirectStack(Stack):
             state = self.ports[0]
         ip = self.ip
         link = state.link
-        out: list[tuple[bytes, ...]] = []
-        unpack = _UDP_IN.unpack_from
-        pack = _UDP_OUT.pack
-        ours = state.ours if not ip.prerouting else None
-        keys = self._udp_keys
-        names = self._names
-        routes = state.routes
-        room = state.netif.mtu - 28
-        offload = state.netif.csum_offload
         now = self.loop.time()
-        for frame, vouched in zip(frames, trusted, strict=True):
-            try:
-                if len(frame) >= 42 and frame[23] == 17:
-                    (ew, total, ident, frag_proto, csum, src, dst, sport, dport, ulen,
-                     ucsum) = unpack(frame)
-                    ep = keys.get((dst << 16) | dport) or keys.get(dport)
-                    if ep is not None and ew >> 8 == 0x080045 and frag_proto & 0x3FFF00FF == 17 and \
-                            dst == ours and 8 <= ulen <= total - 20 and total + 14 <= len(frame) and \
-                            not (ew + total + ident + frag_proto + csum + src + dst - 0x0800) % _M and \
-                            not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
-                                frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
-                        memo = ep.memo
-                        tail = None if memo is None else memo[0].get(frame[memo[2]:34 + ulen])
-                        if tail is not None:
-                            reply = frame[42:memo[2]] + tail
-                        else:
-                            peer_ip = names.get(src)
-                            if peer_ip is None:
-                                if len(names) > 4096:
-                                    names.clear()
-                                peer_ip = names[src] = _IP(src)
-                            try:
-                                reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
-                                if reply is None:
-                                    continue
-                                if reply.__class__ is not bytes:
-                                    reply = reply_bytes(reply)
-                            except Exception as exc:  # one bad datagram must not stop the port
-                                self._handler_failed(ep, exc)
-                                continue
-                        route = routes.get(src)
-                        rlen = len(reply)
-                        if route is None or rlen > room or route[1] < now:
-                            self._udp_reply_slow(state, dst, dport, src, sport, reply, out)
-                            continue
-                        head, _until, ip_sum, addresses, udp_sum = route
-                        ulen = 8 + rlen
-                        ident = ip.next_ident()
-                        out.append((head, pack(
-                            0x4500, 20 + ulen, ident, 0x4011, _M - (ip_sum + ulen + ident) % _M,
-                            addresses, dport, sport, ulen, (udp_sum + ulen) % _M if offload else
-                            checksum.finish(udp_sum + ulen + dport + sport + ulen +
-                                            checksum.partial(reply))), reply))
-                        continue
-            except Exception as exc:  # never lose the rest of the batch
-                self._internal_error("datagram fast path", exc)
-                continue
-            if out:
-                state.send_replies(out)
-                out = []
-            try:
-                ip.frame_input(link, frame, bool(vouched), now)
-            except Exception as exc:  # a bug in a layer must not stop the port
-                self._internal_error("frame handling", exc)
-        if out:
-            state.send_replies(out)
+        if ip.prerouting:  # hooks see every packet: no fast path then
+            actions: list[tuple] = [(udp_fast.GENERAL, f, v) for f, v in zip(frames, trusted,
+                                                                               strict=True)]
+        else:
+            actions = udp_fast.answer(frames, trusted, state.fast, now)
+        for action in actions:
+            kind = action[0]
+            if kind == udp_fast.REPLIES:
+                state.send_replies(action[1])
+            elif kind == udp_fast.GENERAL:
+                try:
+                    ip.frame_input(link, action[1], bool(action[2]), now)
+                except Exception as exc:  # a bug in a layer must not stop the port
+                    self._internal_error("frame handling", exc)
+            elif kind == udp_fast.SLOW:
+                _kind, src, sport, dst, dport, reply = action
+                self.udp_send(src.to_bytes(4, "big"), sport, dst.to_bytes(4, "big"), dport,
+                              reply)
+            elif action[1] is None:
+                self._internal_error("datagram fast path", action[2])
+            else:
+                self._handler_failed(action[1], action[2])
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
-
-    def _udp_reply_slow(self, state: _Port, src: int, sport: int, dst: int, dport: int,
-                        reply: bytes, out: list[tuple[bytes, ...]]) -> None:
-        """A fast-path reply with no cached next hop, or too big for one frame.
-
-        The hop is learnt for the datagrams after this one (when ARP knows it); this one
-        goes the general way, after the replies gathered so far to keep their order.
-        """
-        self._route_for(state, dst)
-        if out:
-            state.send_replies(out)
-            out.clear()
-        self.udp_send(src.to_bytes(4, "big"), sport, dst.to_bytes(4, "big"), dport, reply)
 
     def _handler_failed(self, ep: DirectUdpEndpoint, exc: Exception) -> None:
         self._count("udp_handler_errors")
@@ -508,14 +445,10 @@ class DirectStack(Stack):
         if self.console is not None:
             self.console.error(f"net: {what} failed: {exc!r}")
 
-    def _route_for(self, state: _Port, peer: int) -> _Route | None:
-        """What replies to an on-link peer whose MAC is cached reuse, valid until its ARP
-        entry expires: the Ethernet header, the partial sums of the reply's IP header and
-        UDP pseudo-header without their per-datagram fields, and the address pair.
-
-        Keyed by the peer alone, per port: the fast path only serves datagrams addressed
-        to the port's own address, which is therefore the reply's source.
-        """
+    def _route_for(self, state: _Port, peer: int) -> udp_fast.Route | None:
+        """Cache what replies to on-link ``peer`` reuse, valid until its ARP entry expires
+        (nothing while ARP does not know it).  Keyed by the peer alone, per port: the fast
+        path only serves datagrams to the port's own address, the replies' source."""
         raw = peer.to_bytes(4, "big")
         link = state.link
         entry = link.arp.cache.get(raw)
@@ -523,14 +456,11 @@ class DirectStack(Stack):
         if entry is None or config is None or not config.on_link(raw) or \
                 entry[1] < self.loop.time():
             return None
-        if len(state.routes) > 4096:
-            state.routes.clear()
-        ours = int.from_bytes(config.address, "big")
-        route = state.routes[peer] = (
-            link.eth_header(entry[0]), entry[1],
-            (0x4500 + 0x4011 + 20 + ours + peer) % _M,  # + total length + ident per datagram
-            config.address + raw,
-            (ours + peer + 17) % _M)  # + UDP length per datagram
+        routes = state.fast.routes
+        if len(routes) > 4096:
+            routes.clear()
+        route = routes[peer] = udp_fast.route_for(peer, config.address,
+                                                  link.eth_header(entry[0]), entry[1])
         return route
 
     def _tcp_input(self, hdr: ipv4.Ipv4Header, payload: memoryview, trusted: bool,
