@@ -305,3 +305,29 @@ def test_stack_close_twice(kind: str) -> None:
         await p.server.udp_listen(p.address, 0, lambda d, a: None)
         await _stack_close_is_idempotent(p.server)
     run(kind, case)
+
+
+def test_tracing_records_a_span_per_datagram_and_per_connection(kind: str, tmp_path) -> None:
+    from fata.runtime import trace
+
+    async def case(p: Pair) -> None:
+        tracer = trace.current = trace.Tracer(tmp_path / "trace.json")
+        try:
+            ep = await p.server.udp_listen(p.address, 0, lambda d, a: d)
+            listener = await p.server.tcp_listen(p.address, 0, echo_upper_once)
+        finally:
+            trace.current = None  # wrapping happens when listening
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+        client = await p.client.udp_open(handler=lambda d, a: replies.put_nowait(d))
+        client.sendto(b"traced", (p.address, ep.local[1]))
+        assert await replies.get() == b"traced"
+        flow = await p.client.tcp_connect(p.address, listener.local[1], timeout=5)
+        await flow.write(b"x")
+        await flow.shutdown()
+        assert await read_all(flow) == b"X"
+        names = [e["name"] for e in tracer.events]
+        assert f"udp:{ep.local[1]}" in names
+        while f"tcp:{listener.local[1]}" not in names:  # the span ends after the handler
+            await asyncio.sleep(0)
+            names = [e["name"] for e in tracer.events]
+    run(kind, case)

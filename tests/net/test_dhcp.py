@@ -28,8 +28,8 @@ def test_full_lease_cycle() -> None:
     client = dhcp.DhcpClient(MAC, lambda n: bytes(range(n)), initial_timeout=2)
     [(dst, kind, _)] = sent(client.start(0.0))
     assert (dst, kind) == (dhcp.BROADCAST, dhcp.DISCOVER)
-    assert client.poll(1.0) == []
-    [(_, kind, _)] = sent(client.poll(2.0))  # retransmitted with backoff
+    assert client.on_timer(1.0) == []
+    [(_, kind, _)] = sent(client.on_timer(2.0))  # retransmitted with backoff
     assert kind == dhcp.DISCOVER and client.deadline == 6.0
     [(dst, kind, opts)] = sent(client.input(reply(client, dhcp.OFFER), 2.5))
     assert (dst, kind) == (dhcp.BROADCAST, dhcp.REQUEST)
@@ -40,14 +40,14 @@ def test_full_lease_cycle() -> None:
     assert (lease.address, lease.prefix_len, lease.router) == (OFFERED, 24, SERVER)
     assert lease.dns == [SERVER, bytes([9, 9, 9, 9])] and client.lease_changed
     # T1 (50 s): renew by unicast to the server
-    [(dst, kind, _)] = sent(client.poll(53.0))
+    [(dst, kind, _)] = sent(client.on_timer(53.0))
     assert (dst, kind, client.state) == (SERVER, dhcp.REQUEST, dhcp.DhcpState.RENEWING)
     # no answer until T2 (87.5 s): rebind by broadcast
     out = []
     now = 53.0
     while client.state == dhcp.DhcpState.RENEWING:
         now = client.deadline
-        out = client.poll(now)
+        out = client.on_timer(now)
     assert client.state == dhcp.DhcpState.REBINDING and now >= 3.0 + 87.5
     assert sent(out)[0][0] == dhcp.BROADCAST
     client.lease_changed = False
@@ -55,7 +55,7 @@ def test_full_lease_cycle() -> None:
     assert client.state == dhcp.DhcpState.BOUND and not client.lease_changed
     # silence until the lease runs out: the address is dropped and discovery restarts
     while client.lease is not None:
-        out = client.poll(client.deadline)
+        out = client.on_timer(client.deadline)
     assert client.lease_changed and sent(out)[0][1] == dhcp.DISCOVER
 
 

@@ -72,7 +72,7 @@ def test_arp_queues_retries_expires() -> None:
     a.addresses = {IP_A}
     assert len(a.resolve(IP_B, "p1", 0.0)) == 1
     assert a.resolve(IP_B, "p2", 0.1) == []  # already asking: queued, no second request
-    frames, dropped = a.poll(1.0)
+    frames, dropped = a.on_timer(1.0)
     assert len(frames) == 1 and not dropped
     reply = arp.build(arp.OP_REPLY, MAC_B, IP_B, MAC_A, IP_A, MAC_A)
     _, released = a.input(reply[14:], 1.5)
@@ -80,9 +80,9 @@ def test_arp_queues_retries_expires() -> None:
     assert a.lookup(IP_B, 11.4) == MAC_B
     assert a.lookup(IP_B, 11.6) is None  # expired
     a.resolve(IP_B, "p3", 20.0)
-    a.poll(21.0)
-    a.poll(22.0)
-    frames, dropped = a.poll(23.0)
+    a.on_timer(21.0)
+    a.on_timer(22.0)
+    frames, dropped = a.on_timer(23.0)
     assert dropped == ["p3"] and a.counters["resolution_failures"] == 1
 
 
@@ -123,7 +123,7 @@ def test_fragment_and_reassemble_in_any_order() -> None:
             hdr, payload = ipv4.parse(frags[i])
             result = r.add(hdr, payload, 0.0) or result
         assert result == data
-        r.expire(60.0)  # a late duplicate starts a new datagram, which then times out
+        r.on_timer(60.0)  # a late duplicate starts a new datagram, which then times out
         assert r.held == 0
 
 
@@ -133,8 +133,8 @@ def test_reassembly_limits() -> None:
     r = ipv4.Reassembler(timeout=2.0, max_bytes=2000, max_datagrams=2)
     hdr, payload = ipv4.parse(frags[0])
     assert r.add(hdr, payload, 0.0) is None
-    assert r.expire(1.0) == 0
-    assert r.expire(2.5) == 1 and r.held == 0
+    assert r.on_timer(1.0) == 0
+    assert r.on_timer(2.5) == 1 and r.held == 0
     r.add(hdr, payload, 3.0)
     hdr2, payload2 = ipv4.parse(frags[1])
     assert r.add(hdr2, payload2, 3.0) is None  # over the memory limit: the datagram is dropped

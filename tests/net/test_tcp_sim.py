@@ -71,8 +71,8 @@ class Sim:
         while self.events and self.events[0][0] <= self.now:
             _, _, dst, sip, dip, wire = heapq.heappop(self.events)
             dst.input(sip, dip, tcp_wire.parse(memoryview(wire), None), self.now)
-        self.a.poll(self.now)
-        self.b.poll(self.now)
+        self.a.on_timer(self.now)
+        self.b.on_timer(self.now)
         return True
 
 

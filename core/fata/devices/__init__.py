@@ -31,8 +31,12 @@ from fata.devices.stack import (
     TcpListener,
     UdpEndpoint,
     bind_address,
+    call_handler,
+    flow_failure,
+    handler_failure,
     ip_address,
     reply_bytes,
+    serve_flow,
     sockaddr,
 )
 
@@ -63,7 +67,11 @@ __all__ = [
     "TcpListener",
     "UdpEndpoint",
     "bind_address",
+    "call_handler",
+    "flow_failure",
+    "handler_failure",
     "ip_address",
     "reply_bytes",
+    "serve_flow",
     "sockaddr",
 ]

@@ -69,6 +69,22 @@ def reply_bytes(reply: object) -> bytes:
     raise TypeError(f"a datagram handler must return bytes or None, not {type(reply).__name__}")
 
 
+def call_handler(handler: DatagramHandler, data: bytes, peer: Address) -> bytes | None:
+    """The one way every platform calls a datagram handler: its reply as ``bytes`` (a
+    bytes-like is converted), or None; what the handler raises, and a ``TypeError`` for a
+    reply of another type, propagate to the platform, which counts the handler as failed
+    and logs :func:`handler_failure`."""
+    reply = handler(data, peer)
+    if reply is None or reply.__class__ is bytes:
+        return reply
+    return reply_bytes(reply)
+
+
+def handler_failure(local: Address, exc: BaseException) -> str:
+    """The log line for a datagram handler that failed on the endpoint at ``local``."""
+    return f"udp {local[0]}:{local[1]} handler failed: {exc!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyCache:
     """Answers a platform may give without calling the datagram handler.
@@ -153,6 +169,27 @@ class Flow(abc.ABC):
 FlowHandler = Callable[[Flow], Awaitable[None]]
 """Runs once per accepted connection, as its own task; the flow is aborted if it raises and
 closed when it returns."""
+
+
+async def serve_flow(handler: FlowHandler, flow: Flow,
+                     failed: Callable[[Exception], None]) -> None:
+    """Run ``handler`` on an accepted ``flow`` as every platform must: if it raises, report
+    the error with ``failed`` and abort the connection; when it returns, close it."""
+    try:
+        await handler(flow)
+    except Exception as exc:
+        failed(exc)
+        flow.abort()
+        return
+    try:
+        await flow.close()
+    except ConnectionError:
+        pass
+
+
+def flow_failure(flow: Flow, exc: BaseException) -> str:
+    """The log line for a flow handler that raised."""
+    return f"tcp {flow.local[1]} from {flow.peer[0]}:{flow.peer[1]}: handler failed: {exc!r}"
 
 
 class TcpListener(abc.ABC):

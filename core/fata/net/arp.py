@@ -150,7 +150,7 @@ class Arp:
             self._count("not_for_us")
         return out, released
 
-    def poll(self, now: float) -> tuple[list[bytes], list[Any]]:
+    def on_timer(self, now: float) -> tuple[list[bytes], list[Any]]:
         """Retry due requests: (frames to send, queued items dropped after the last try)."""
         out: list[bytes] = []
         dropped: list[Any] = []
@@ -168,7 +168,7 @@ class Arp:
         return out, dropped
 
     def next_deadline(self) -> float | None:
-        """When ``poll`` next has work (cache expiry needs no timer: it is checked on lookup)."""
+        """When ``on_timer`` next has work (cache expiry needs no timer: it is checked on lookup)."""
         if not self.pending:
             return None
         return min(p.next_try for p in self.pending.values())

@@ -234,7 +234,7 @@ class DhcpClient:
         self.deadline = now + t1
         self._count("acks")
 
-    def poll(self, now: float) -> list[tuple[bytes, bytes]]:
+    def on_timer(self, now: float) -> list[tuple[bytes, bytes]]:
         """Retransmit, renew, rebind or expire as time requires."""
         if self.deadline is None or now < self.deadline:
             return []
@@ -261,5 +261,5 @@ class DhcpClient:
         return self._send_request(now)
 
     def next_deadline(self) -> float | None:
-        """When ``poll`` has something to do."""
+        """When ``on_timer`` has something to do."""
         return self.deadline

@@ -329,12 +329,12 @@ class IpLayer:
         """ARP retries (and the drops after the last one), reassembly timeouts."""
         self._now = now
         for link in self.links:
-            frames, dropped = link.arp.poll(now)
+            frames, dropped = link.arp.on_timer(now)
             for frame in frames:
                 self.transmit(link.index, [frame], {})
             if dropped:
                 self._count("arp_unresolved_drops", len(dropped))
-        self.reassembler.expire(now)
+        self.reassembler.on_timer(now)
 
 
 

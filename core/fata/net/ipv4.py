@@ -185,7 +185,7 @@ class Reassembler:
         self._count("reassembled")
         return bytes(out)
 
-    def expire(self, now: float) -> int:
+    def on_timer(self, now: float) -> int:
         """Drop datagrams whose time ran out; returns how many."""
         stale = [k for k, d in self._pending.items() if d.expires <= now]
         for key in stale:

@@ -34,8 +34,11 @@ from fata.devices import (
     TcpListener,
     UdpEndpoint,
     bind_address,
+    call_handler,
+    flow_failure,
+    handler_failure,
     ip_address,
-    reply_bytes,
+    serve_flow,
 )
 from fata.devices.netif import Netif
 from fata.net import arp, checksum, dhcp, icmp, ipv4, tcp_wire, udp, udp_fast
@@ -43,6 +46,7 @@ from fata.net.errors import ParseError
 from fata.net.ip import IpLayer, Link
 from fata.net.ipv4 import Ipv4Config
 from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
+from fata.runtime import trace
 
 EPHEMERAL = (49152, 65535)
 _ANY = ipv4.ANY
@@ -438,7 +442,7 @@ class DirectStack(Stack):
     def _handler_failed(self, ep: DirectUdpEndpoint, exc: Exception) -> None:
         self._count("udp_handler_errors")
         if self.console is not None:
-            self.console.error(f"udp {ep.local[0]}:{ep.local[1]} handler failed: {exc!r}")
+            self.console.error(handler_failure(ep.local, exc))
 
     def _internal_error(self, what: str, exc: Exception) -> None:
         self._count("internal_errors")
@@ -485,9 +489,7 @@ class DirectStack(Stack):
                 self._count("icmp_unreachable_sent")
             return
         try:
-            reply = ep.handler(bytes(data), _address(hdr.src, sport))
-            if reply is not None and reply.__class__ is not bytes:
-                reply = reply_bytes(reply)
+            reply = call_handler(ep.handler, bytes(data), _address(hdr.src, sport))
         except Exception as exc:
             self._handler_failed(ep, exc)
             return
@@ -569,16 +571,12 @@ class DirectStack(Stack):
         task.add_done_callback(self._tasks.discard)
 
     async def _run_handler(self, handler: FlowHandler, flow: DirectFlow) -> None:
-        try:
-            await handler(flow)
-        except Exception as exc:
-            self._count("tcp_handler_errors")
-            if self.console is not None:
-                self.console.error(f"tcp {flow.local[1]} handler failed: {exc!r}")
-            flow.abort()
-            return
-        if flow.connection.state != State.CLOSED:
-            await flow.close()
+        await serve_flow(handler, flow, lambda exc: self._flow_failed(flow, exc))
+
+    def _flow_failed(self, flow: DirectFlow, exc: Exception) -> None:
+        self._count("tcp_handler_errors")
+        if self.console is not None:
+            self.console.error(flow_failure(flow, exc))
 
     def _arm_timer(self) -> None:
         deadlines = [d for d in (self.tcp.next_deadline(), self.ip.next_deadline(),
@@ -599,10 +597,10 @@ class DirectStack(Stack):
         self._timer_at = None
         now = self.loop.time()
         try:
-            self.tcp.poll(now)
+            self.tcp.on_timer(now)
             self.ip.on_timer(now)
             if self.dhcp is not None:
-                self._dhcp_out(self.dhcp.poll(now))
+                self._dhcp_out(self.dhcp.on_timer(now))
         except Exception as exc:
             self._internal_error("timer handling", exc)
         self.flush()
@@ -683,7 +681,9 @@ class DirectStack(Stack):
             port = self._free_port(lambda p: self._taken(self._udp, ip, p))
         if self._taken(self._udp, ip, port):
             raise AddressInUse(f"cannot bind UDP {ipv4.ntoa(ip)}:{port}: already in use")
-        ep = DirectUdpEndpoint(self, ip, port, handler, reply_cache)
+        traced = trace.wrap_datagram_handler(handler, f"udp:{port}")  # itself untraced
+        ep = DirectUdpEndpoint(self, ip, port, traced,
+                               reply_cache if traced is handler else None)
         self._udp[(ip, port)] = ep
         self._udp_keys[(int.from_bytes(ip, "big") << 16) | port] = ep
         return ep
@@ -699,7 +699,7 @@ class DirectStack(Stack):
         listener = self.tcp.listen(ip, port, backlog)
         wrapped = DirectTcpListener(self, listener, handler)
         self._listeners[listener] = wrapped
-        self._handlers[listener] = handler
+        self._handlers[listener] = trace.wrap_flow_handler(handler, f"tcp:{port}")
         return wrapped
 
     def _free_port(self, used: Callable[[int], bool]) -> int:

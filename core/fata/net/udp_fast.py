@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fata.devices import DatagramHandler, reply_bytes
+from fata.devices import DatagramHandler, call_handler
 from fata.net import checksum
 
 # Ethernet (addresses skipped) + option-less IPv4 + UDP headers:
@@ -111,11 +111,10 @@ def answer(frames: Sequence[bytes], trusted: bytes, fp: FastPath, now: float) ->
                                 names.clear()
                             peer_ip = names[src] = ipaddress.IPv4Address(src)
                         try:
-                            reply = ep.handler(frame[42:34 + ulen], (peer_ip, sport))
+                            reply = call_handler(ep.handler, frame[42:34 + ulen],
+                                                 (peer_ip, sport))
                             if reply is None:
                                 continue
-                            if reply.__class__ is not bytes:
-                                reply = reply_bytes(reply)
                         except Exception as exc:  # one bad datagram must not stop the port
                             actions.append((FAILED, ep, exc))
                             continue

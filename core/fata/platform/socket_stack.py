@@ -33,8 +33,11 @@ from fata.devices import (
     TcpListener,
     UdpEndpoint,
     bind_address,
+    call_handler,
+    flow_failure,
+    handler_failure,
     ip_address,
-    reply_bytes,
+    serve_flow,
 )
 from fata.devices.errors import from_os_error
 from fata.platform import PlatformError
@@ -129,10 +132,7 @@ class SocketUdpEndpoint(UdpEndpoint):
                 if peer is None:
                     peer = self._peer(raw)
                 try:
-                    answer = handler(data, peer)
-                    if answer is not None and answer.__class__ is not bytes:
-                        answer = reply_bytes(answer)
-                    append(answer)
+                    append(call_handler(handler, data, peer))
                 except Exception as exc:
                     append(None)
                     self._handler_failed(exc)
@@ -160,9 +160,7 @@ class SocketUdpEndpoint(UdpEndpoint):
             if peer is None:
                 peer = self._peer(raw)
             try:
-                reply = handler(data, peer)
-                if reply is not None and reply.__class__ is not bytes:
-                    reply = reply_bytes(reply)
+                reply = call_handler(handler, data, peer)
             except Exception as exc:
                 self._handler_failed(exc)
                 continue
@@ -182,7 +180,7 @@ class SocketUdpEndpoint(UdpEndpoint):
 
     def _handler_failed(self, exc: Exception) -> None:
         self.handler_errors += 1
-        self._console.error(f"udp {self.local[0]}:{self.local[1]} handler failed: {exc!r}")
+        self._console.error(handler_failure(self.local, exc))
 
     def sendto(self, data: bytes, peer: tuple[AddressLike, int]) -> None:
         """Send one datagram; a full socket buffer drops it (UDP semantics)."""
@@ -310,7 +308,7 @@ class SocketStack(Stack):
         except OSError as exc:
             sock.close()
             raise from_os_error(exc, f"cannot bind UDP {_text(ip, port)}") from None
-        traced = trace.wrap_datagram_handler(handler, f"udp:{port}")
+        traced = trace.wrap_datagram_handler(handler, f"udp:{sock.getsockname()[1]}")
         endpoint = SocketUdpEndpoint(loop, sock, traced, self._console, batched=self._batched_udp,
                                      reply_cache=reply_cache if traced is handler else None)
         self._udp.append(endpoint)
@@ -321,22 +319,12 @@ class SocketStack(Stack):
         """Listen with asyncio streams; a handler that raises aborts its connection only."""
         console = self._console
 
+        traced: FlowHandler = handler  # wrapped for tracing once the port is bound
+
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            flow = SocketFlow(reader, writer)
+            flow = SocketFlow(reader, writer, owner=self._flows)
             self._flows.add(flow)
-            tracer = trace.current
-            start = tracer.now_us() if tracer else 0.0
-            try:
-                await handler(flow)
-            except Exception as exc:
-                console.error(f"tcp {flow.peer[0]}:{flow.peer[1]} handler failed: {exc!r}")
-                flow.abort()
-            finally:
-                self._flows.discard(flow)
-                if tracer:
-                    tracer.complete(f"tcp:{port}", "tcp", start, {"peer": f"{flow.peer[0]}"})
-                if not writer.is_closing():
-                    writer.close()
+            await serve_flow(traced, flow, lambda exc: console.error(flow_failure(flow, exc)))
 
         ip = bind_address(addr)
         sock = socket.socket(_family(ip), socket.SOCK_STREAM)
@@ -345,6 +333,7 @@ class SocketStack(Stack):
             if ip.version == 6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((str(ip), port))
+            traced = trace.wrap_flow_handler(handler, f"tcp:{sock.getsockname()[1]}")
             server = await asyncio.start_server(on_connect, sock=sock, backlog=backlog)
         except OSError as exc:
             sock.close()

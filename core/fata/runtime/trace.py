@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -93,5 +93,23 @@ def wrap_datagram_handler(
         tracer.complete(label, "udp", start, {"peer": f"{peer[0]}:{peer[1]}", "in": len(data),
                                               "out": len(reply) if reply else 0})
         return reply
+
+    return traced
+
+
+def wrap_flow_handler(handler: Callable[[Any], Awaitable[None]],
+                      label: str) -> Callable[[Any], Awaitable[None]]:
+    """Return ``handler`` itself when tracing is off, else a version that records one span
+    per connection."""
+    tracer = current
+    if tracer is None:
+        return handler
+
+    async def traced(flow: Any) -> None:
+        start = tracer.now_us()
+        try:
+            await handler(flow)
+        finally:
+            tracer.complete(label, "tcp", start, {"peer": f"{flow.peer[0]}:{flow.peer[1]}"})
 
     return traced

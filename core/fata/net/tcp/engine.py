@@ -4,7 +4,7 @@ The engine demultiplexes arriving segments by 4-tuple (then to a listener by add
 port, or answers with a reset, RFC 9293 §3.10.7.1), creates connections with RFC 6528 ISNs,
 bounds half-open connections (per listener backlog and in total: the SYN-flood limit),
 collects what the connections send in ``outbox`` and which of them changed in
-``touched``, and keeps one timer heap for all of them (``next_deadline``/``poll``).
+``touched``, and keeps one timer heap for all of them (``next_deadline``/``on_timer``).
 """
 
 from __future__ import annotations
@@ -158,13 +158,13 @@ class TcpEngine:
                 heapq.heapify(self._heap)
 
     def next_deadline(self) -> float | None:
-        """When ``poll`` should next be called."""
+        """When ``on_timer`` should next be called."""
         heap = self._heap
         while heap and (heap[0][2].sched != heap[0][0] or heap[0][2].state == State.CLOSED):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def poll(self, now: float) -> None:
+    def on_timer(self, now: float) -> None:
         """Run every due timer."""
         heap = self._heap
         while heap and heap[0][0] <= now:
