@@ -295,8 +295,6 @@ class Appliance:
                 )
             if not isinstance(dev_name, str) or not _NAME_RE.match(dev_name) or dev_name == "args":
                 raise ConfigError(f"device name {dev_name!r} must be lower_snake_case", *spec.origin)
-        if sum(1 for s in devices.values() if s.kind == "stack") > 1:
-            raise ConfigError("an appliance has at most one network stack", *origin)
         devices = {n: _named(n, s) for n, s in devices.items()}
         for spec in devices.values():
             for ref in spec.params.get("netifs", ()):
@@ -374,10 +372,19 @@ class Appliance:
     def bake(self, keys: dict[str, str]) -> dict[str, Any]:
         """The resolved configuration baked into an image: plain JSON data, nothing callable."""
         keys = self.resolve_keys(keys)
-        for spec in self.devices.values():
+        stacks = [s for s in self.devices.values() if s.kind == "stack"]
+        for spec in stacks:
             if spec.params.get("netifs") and keys.get("net") != "direct":
                 raise ConfigError("a stack over netif() devices is Fata's own TCP/IP: build "
                                   "it with --net direct", *spec.origin)
+        own = [s for s in stacks if not s.params.get("netifs")]
+        if keys.get("net") == "direct" and len(stacks) > 1 and own:
+            raise ConfigError("several direct stacks need a port each: give this one "
+                              "stack(netifs=[...])", *own[0].origin)
+        claimed = [n for s in stacks for n in s.params.get("netifs", ())]
+        for name in claimed:
+            if claimed.count(name) > 1:
+                raise ConfigError(f"netif {name!r} is given to two stacks", *self.origin)
         return {
             "name": self.name,
             "version": self.version,

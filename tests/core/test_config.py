@@ -128,3 +128,20 @@ def test_bad_port_declarations_are_located(tmp_path: Path, devices: str, message
         load(write(tmp_path, text, data=False))
     assert exc.value.file is not None and exc.value.file.endswith("config.py")
     assert exc.value.line is not None
+
+
+def test_several_stacks(tmp_path: Path) -> None:
+    text = ("from fata.config import Appliance, netif, stack\n"
+            "appliance = Appliance(name='p', version='1', entry='p.u:start',\n"
+            "    devices={DEVICES})\n")
+    app = load(write(tmp_path, text.replace("DEVICES", '"a": stack(), "b": stack()'), False))
+    assert app.bake({})["devices"]["b"] == {"kind": "stack"}  # two host stacks: fine
+    with pytest.raises(ConfigError, match="need a port each"):
+        app.bake({"net": "direct"})
+    two = '"p1": netif(), "p2": netif(), "a": stack(netifs=["p1"]), "b": stack(netifs=["p2"])'
+    app = load(write(tmp_path, text.replace("DEVICES", two), False))
+    assert app.bake({"net": "direct"})["devices"]["b"] == {"kind": "stack", "netifs": ["p2"]}
+    shared = '"p1": netif(), "a": stack(netifs=["p1"]), "b": stack(netifs=["p1"])'
+    app = load(write(tmp_path, text.replace("DEVICES", shared), False))
+    with pytest.raises(ConfigError, match="given to two stacks"):
+        app.bake({"net": "direct"})
