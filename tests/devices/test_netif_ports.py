@@ -10,14 +10,17 @@ on (partial checksums, TSO super-segments), which the ports must finish before f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from net._bulk import transfer
 
 pytestmark = [
     pytest.mark.root,
@@ -33,32 +36,6 @@ LEFT_IP, RIGHT_IP = "10.241.0.1", "10.241.0.2"
 ROUTED_LEFT, ROUTED_RIGHT = "10.241.1.2", "10.241.2.2"
 BULK = 20 * 1024 * 1024
 
-SINK = r"""
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 9000)); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
-while chunk := c.recv(1 << 16):
-    h.update(chunk); n += len(chunk)
-print(n, h.hexdigest())
-"""
-SOURCE = r"""
-import hashlib, socket, sys, time
-size = int(sys.argv[2]); block = bytes(range(256)) * 256
-deadline = time.monotonic() + 30
-while True:
-    try:
-        c = socket.create_connection((sys.argv[1], 9000), timeout=60); break
-    except ConnectionRefusedError:
-        if time.monotonic() > deadline: raise
-        time.sleep(0.05)  # the sink is a separate process still starting
-h = hashlib.sha256(); sent = 0
-while sent < size:
-    piece = block[:size - sent]; c.sendall(piece); h.update(piece); sent += len(piece)
-c.shutdown(socket.SHUT_WR); c.recv(1); print(sent, h.hexdigest())
-"""
-
-
 def sh(*cmd: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -72,6 +49,33 @@ async def run_in(ns: str, *cmd: str, timeout: float = 90.0) -> str:
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode == 0, out.decode(errors="replace")
     return out.decode()
+
+
+@contextlib.asynccontextmanager
+async def running(ns: str, appliance: Path, *args: str, ready: str) -> AsyncIterator[list[str]]:
+    """``fata run APPLIANCE ARGS`` inside ``ns``, once its log says ``ready``; yields the log
+    lines so far, and checks at the end that a SIGTERM stopped it cleanly (the rest of the
+    log appended)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO / "core"), os.environ.get("PYTHONPATH", "")]))
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns, sys.executable, "-m", "fata", "run", str(appliance), *args,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=str(REPO))
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any(ready in line for line in lines):
+                line = (await proc.stderr.readline()).decode()
+                assert line, "the appliance exited: " + "".join(lines)
+                lines.append(line)
+        yield lines
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), 30)
+        lines.append(rest.decode())
+    assert proc.returncode == 0, "".join(lines)
 
 
 @pytest.fixture
@@ -109,35 +113,14 @@ def test_two_ports_join_two_namespaces(lab: dict[str, str], right_port: str) -> 
         right = "right=if:r1"
 
     async def main() -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(REPO / "core"), os.environ.get("PYTHONPATH", "")]))
-        proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", mid, sys.executable, "-m", "fata", "run", str(APPLIANCE),
-            "--netif", "left=if:l1", "--netif", right, stderr=asyncio.subprocess.PIPE,
-            env=env, cwd=str(REPO))
-        lines: list[str] = []
-        try:
-            async with asyncio.timeout(120):
-                while not any("wire up" in line for line in lines):
-                    line = (await proc.stderr.readline()).decode()
-                    assert line, "the appliance exited: " + "".join(lines)
-                    lines.append(line)
+        async with running(mid, APPLIANCE, "--netif", "left=if:l1", "--netif", right,
+                           ready="wire up") as lines:
             assert "netif left: l1 (PacketNetif" in "".join(lines)
             out = await run_in(lab["left"], "ping", "-c", "3", "-i", "0.2", "-W", "2",
                                RIGHT_IP)
             assert " 0% packet loss" in out, out
-            sink = asyncio.create_task(run_in(lab["left"], sys.executable, "-c", SINK, LEFT_IP))
-            sent = await run_in(lab["right"], sys.executable, "-c", SOURCE, LEFT_IP, str(BULK))
-            received = await sink
-            assert received.split() == sent.split() and sent.split()[0] == str(BULK)
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            _, rest = await asyncio.wait_for(proc.communicate(), 30)
-            lines.append(rest.decode())
-        log = "".join(lines)
-        assert proc.returncode == 0, log
-        assert "wire down:" in log, log
+            await transfer(lab["left"], LEFT_IP, lab["right"], BULK)
+        assert "wire down:" in lines[-1], lines[-1]
 
     asyncio.run(main())
 
@@ -152,35 +135,15 @@ def test_a_stack_over_two_ports_routes_between_them(lab: dict[str, str]) -> None
         sh("ip", "-n", ns, "route", "add", "default", "via", new.rsplit(".", 1)[0] + ".1")
 
     async def main() -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(REPO / "core"), os.environ.get("PYTHONPATH", "")]))
-        proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", mid, sys.executable, "-m", "fata", "run", str(ROUTER),
-            "--net", "direct", "--netif", "left=if:l1", "--netif", "right=if:r1",
-            "--ipv4", "left=10.241.1.1/24", "--ipv4", "right=10.241.2.1/24",
-            stderr=asyncio.subprocess.PIPE, env=env, cwd=str(REPO))
-        lines: list[str] = []
-        try:
-            async with asyncio.timeout(120):
-                while not any("routing between" in line for line in lines):
-                    line = (await proc.stderr.readline()).decode()
-                    assert line, "the appliance exited: " + "".join(lines)
-                    lines.append(line)
+        async with running(mid, ROUTER, "--net", "direct", "--netif", "left=if:l1",
+                           "--netif", "right=if:r1", "--ipv4", "left=10.241.1.1/24",
+                           "--ipv4", "right=10.241.2.1/24", ready="routing between") as lines:
             assert "l1 10.241.1.1/24, r1 10.241.2.1/24" in lines[-1], lines[-1]
             out = await run_in(left, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.241.1.1")
             assert " 0% packet loss" in out, out  # the router itself
             out = await run_in(left, "ping", "-c", "3", "-i", "0.2", "-W", "2", ROUTED_RIGHT)
             assert " 0% packet loss" in out and "ttl=63" in out, out
-            sink = asyncio.create_task(run_in(left, sys.executable, "-c", SINK, ROUTED_LEFT))
-            sent = await run_in(right, sys.executable, "-c", SOURCE, ROUTED_LEFT, str(BULK))
-            assert (await sink).split() == sent.split()
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            _, rest = await asyncio.wait_for(proc.communicate(), 30)
-            lines.append(rest.decode())
-        log = "".join(lines)
-        assert proc.returncode == 0, log
-        assert "forwarded" in log and "forwarded 0 packets" not in log, log
+            await transfer(left, ROUTED_LEFT, right, BULK)
+        assert "forwarded" in lines[-1] and "forwarded 0 packets" not in lines[-1], lines[-1]
 
     asyncio.run(main())

@@ -12,39 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 
 import pytest
 from fata.net.ipv4 import Ipv4Config
 from fata.net.stack import DirectStack
 from fata.platform.tap import TapNetif
 
+from ._bulk import transfer
 from ._netns import needs_tap, sh
 
 pytestmark = needs_tap
 LEFT_HOST, RIGHT_HOST = "10.242.1.2", "10.242.2.2"
 RIGHT_MTU = 1280
 BULK = 20 * 1024 * 1024
-
-SINK = r"""
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 9000)); s.listen(1); s.settimeout(60); print("ready", flush=True)
-c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
-while chunk := c.recv(1 << 16):
-    h.update(chunk); n += len(chunk)
-print(n, h.hexdigest())
-"""
-SOURCE = r"""
-import hashlib, socket, sys
-size = int(sys.argv[2]); block = bytes(range(256)) * 256
-c = socket.create_connection((sys.argv[1], 9000), timeout=60)
-h = hashlib.sha256(); sent = 0
-while sent < size:
-    piece = block[:size - sent]; c.sendall(piece); h.update(piece); sent += len(piece)
-c.shutdown(socket.SHUT_WR); c.recv(1); print(sent, h.hexdigest())
-"""
-
 
 class Lab:
     def __init__(self) -> None:
@@ -110,16 +90,7 @@ def test_routes_between_two_namespaces(lab: Lab) -> None:
             assert stats["ipv4_forwarded"] >= 3 and stats["ipv4_ttl_exceeded"] == 1
             assert stats["ipv4_frag_needed_sent"] == 1 and stats["ipv4_fragmented"] >= 2
 
-            sink = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", lab.right, sys.executable, "-c", SINK, RIGHT_HOST,
-                stdout=asyncio.subprocess.PIPE)
-            assert (await asyncio.wait_for(sink.stdout.readline(), 30)).strip() == b"ready"
-            rc, sent = await lab.run(lab.left, sys.executable, "-c", SOURCE, RIGHT_HOST,
-                                     str(BULK))
-            assert rc == 0, sent
-            received = (await asyncio.wait_for(sink.stdout.read(), 60)).decode()
-            await sink.wait()
-            assert received.split() == sent.split() and sent.split()[0] == str(BULK)
+            await transfer(lab.right, RIGHT_HOST, lab.left, BULK)
         finally:
             await stack.close()
 

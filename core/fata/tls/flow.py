@@ -137,20 +137,19 @@ class TLSFlow(Flow):
     async def shutdown(self) -> None:
         """Half-close: close_notify (TLS 1.3 closes each direction on its own, RFC 8446
         6.1), then FIN on the flow below; the peer's records can still be read."""
-        self.conn.close()
-        try:
-            await self._flush()
-        except ConnectionError:
-            pass
+        await self._close_notify()
         await self.flow.shutdown()
 
     async def close(self) -> None:
+        await self._close_notify()
+        await self.flow.close()
+
+    async def _close_notify(self) -> None:
         self.conn.close()
         try:
             await self._flush()
         except ConnectionError:
             pass
-        await self.flow.close()
 
     def abort(self) -> None:
         self.flow.abort()
