@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fata.net import dhcp
+from fata.net.ipv4 import Ipv4Config
 from fata.net.stack import DirectStack
 from fata.platform import PlatformError, direct
 from fata.platform import netif as netif_platform
@@ -212,3 +213,25 @@ def test_precreated_tap_works_without_cap_net_admin(lab: Lab) -> None:
     finally:
         subprocess.run(["ip", "netns", "exec", lab.host, "ip", "tuntap", "del", "fpre0",
                         "mode", "tap"], capture_output=True)
+
+
+def test_tcp_congestion_option_reaches_every_connection() -> None:
+    from fata.net.tcp.congestion import Cubic
+    from fata.platform.memory import MemoryWire
+
+    assert options().tcp_congestion == "newreno"
+    assert options("--tcp-congestion", "cubic").tcp_congestion == "cubic"
+
+    async def main() -> None:
+        wire = MemoryWire()
+        a = DirectStack(wire.a, Ipv4Config.from_text("10.0.0.1/24"), congestion="cubic")
+        b = DirectStack(wire.b, Ipv4Config.from_text("10.0.0.2/24"))
+        a.start()
+        b.start()
+        listener = await b.tcp_listen(None, 0, lambda flow: flow.read())
+        flow = await a.tcp_connect("10.0.0.2", listener.local[1], timeout=5)
+        assert isinstance(flow.connection.cc, Cubic)  # type: ignore[attr-defined]
+        await a.close()
+        await b.close()
+
+    asyncio.run(main())

@@ -237,12 +237,13 @@ class DirectStack(Stack):
 
     def __init__(self, netif: Netif, config: Ipv4Config | None, *,
                  tcp_config: TcpConfig | None = None, console: Console | None = None,
-                 rand: Callable[[int], bytes] = os.urandom) -> None:
+                 rand: Callable[[int], bytes] = os.urandom,
+                 congestion: str = "newreno") -> None:
         self.console = console
         self.rand = rand
         self.loop = asyncio.get_running_loop()
         if tcp_config is None:
-            tcp_config = TcpConfig(mss=netif.mtu - 40)
+            tcp_config = TcpConfig(mss=netif.mtu - 40, congestion=congestion)
             if netif.tso and netif.csum_offload:
                 tcp_config.tso_max = 65000
         self.tcp = TcpEngine(tcp_config, rand)

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="address given to the host side of the TAP "
                             f"(default {DEFAULT_HOST_IPV4}; 'none' leaves it alone)")
     group.add_argument("--mtu", type=int, default=1500, help="interface MTU (default 1500)")
+    group.add_argument("--tcp-congestion", choices=("newreno", "cubic"), default="newreno",
+                       help="TCP congestion control (default newreno; cubic as Linux runs)")
 
 
 def _split_ipv4(options: argparse.Namespace) -> tuple[str | None, dict[str, str]]:
@@ -118,7 +120,8 @@ async def open_stack(name: str, spec: dict, ctx: DeviceContext) -> Stack:
         netif = await netif_platform.open_choice(choice, mtu=options.mtu, host_cidr=host)
     iface = netif.name
     try:
-        stack = DirectStack(netif, config, console=console, rand=ctx.random.bytes)
+        stack = DirectStack(netif, config, console=console, rand=ctx.random.bytes,
+                            congestion=getattr(options, "tcp_congestion", "newreno"))
         for other, other_config in more:
             stack.add_interface(other, other_config)  # type: ignore[arg-type]
         stack.start()
