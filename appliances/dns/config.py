@@ -1,6 +1,6 @@
 """The DNS appliance's configuration: the devices it needs and its runtime arguments."""
 
-from fata.config import Appliance, arg, clock, console, kv_ro, lifecycle, stack
+from fata.config import Appliance, arg, clock, console, kv_ro, kv_runtime, lifecycle, random, stack
 
 appliance = Appliance(
     name="dns",
@@ -8,14 +8,18 @@ appliance = Appliance(
     entry="fata_dns.unikernel:start",
     devices={
         "stack": stack(),
-        "data": kv_ro("data"),
+        "data": kv_ro("data"),  # the zones baked into the image (data/*.zone)
+        "zones": kv_runtime(),  # the --zone files: fata run --kv zones=DIR, or host paths
         "clock": clock(),
+        "random": random(),  # NOTIFY message IDs
         "console": console(),
         "lifecycle": lifecycle(),
     },
     args=[
         arg("zone", type=str, multiple=True,
-            help="zone file (master format); repeatable; default: the baked data/*.zone"),
+            help="zone file (master format), read from the run-time store 'zones' (a host "
+                 "path; confined to DIR by fata run --kv zones=DIR); repeatable; default: "
+                 "the baked data/*.zone"),
         arg("listen", type=str, default="",
             help="address to answer on (default: the stack's own address, 127.0.0.1 on "
                  "--net socket, 10.77.0.2 on --net direct)"),

@@ -46,6 +46,7 @@ __all__ = [
     "console",
     "key",
     "kv_ro",
+    "kv_runtime",
     "lifecycle",
     "load",
     "netif",
@@ -148,6 +149,19 @@ def kv_ro(directory: str) -> DeviceSpec:
     if not isinstance(directory, str) or not directory or directory.startswith(("/", "..")):
         raise ConfigError(f"kv_ro() wants a relative directory name, got {directory!r}", *origin)
     return DeviceSpec("kv_ro", {"directory": directory}, origin)
+
+
+def kv_runtime(name: str | None = None) -> DeviceSpec:
+    """A read-only key/value store (``fata.devices.KV``) whose contents ``fata run`` chooses,
+    MirageOS's ``generic_kv_ro`` read at run time: on ``unix`` the host directory of
+    ``fata run --kv NAME=DIR`` (nothing outside it readable), or without that option the
+    host's file system.  ``NAME`` is ``name``, or the device's key in ``devices``.
+
+    Unlike ``kv_ro``'s, its contents are not in the image, are not covered by the seal and
+    may change while the appliance runs: it reads them when it chooses (at start, on reload).
+    """
+    origin = _caller_origin()
+    return DeviceSpec("kv_runtime", _port_name("kv_runtime", name, origin), origin)
 
 
 def clock() -> DeviceSpec:
@@ -403,8 +417,8 @@ class Appliance:
 
 
 def _named(key: str, spec: DeviceSpec) -> DeviceSpec:
-    """A netif or block device's run-time name: its own, or its key in ``devices``."""
-    if spec.kind not in ("netif", "block") or "name" in spec.params:
+    """A netif, block or run-time KV device's run-time name: its own, or its key in ``devices``."""
+    if spec.kind not in ("netif", "block", "kv_runtime") or "name" in spec.params:
         return spec
     if not re.match(r"^[a-z][a-z0-9_-]{0,30}$", key):
         raise ConfigError(f"{spec.kind} device {key!r}: its key is its run-time name, so it "

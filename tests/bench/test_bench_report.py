@@ -34,8 +34,6 @@ def test_plain_table_aligns_columns_and_marks_missing_values() -> None:
 
 @pytest.mark.parametrize("use_rich", [False, True])
 def test_print_table_never_truncates_values(use_rich: bool) -> None:
-    if use_rich:
-        pytest.importorskip("rich")
     rows = [{"name": "server-" + "x" * 60, "qps": 98765432.0, "ratio": 12.345}]
     out = io.StringIO()
     report.print_table(rows, COLUMNS, "Wide", file=out, use_rich=use_rich)
@@ -57,7 +55,6 @@ def test_write_json_is_atomic_and_refuses_nan(tmp_path) -> None:
 
 
 def test_grouped_bar_chart_writes_a_png_with_missing_bars(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
     path = report.grouped_bar_chart(
         tmp_path / "chart.png",
         ["100", "1,000", "10,000"],
@@ -73,7 +70,6 @@ def test_grouped_bar_chart_writes_a_png_with_missing_bars(tmp_path) -> None:
 
 
 def test_grouped_bar_chart_rejects_series_of_the_wrong_length(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
     with pytest.raises(ValueError, match="2 values for 3 categories"):
         report.grouped_bar_chart(
             tmp_path / "c.png", ["a", "b", "c"], {"S": [1.0, 2.0]}, title="", ylabel="", xlabel=""

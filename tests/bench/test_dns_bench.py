@@ -1,7 +1,7 @@
-"""``fata bench dns --quick`` end to end: Fata and every installed peer, real dnsperf load.
+"""``fata bench dns --quick`` end to end: Fata and every peer, real dnsperf load.
 
-Runs the harness as ``fata bench dns`` does (file loaded, ``main`` called) against whichever of
-BIND9, NSD and Knot are installed, and checks the record it leaves: a JSON row per server with
+Runs the harness as ``fata bench dns`` does (file loaded, ``main`` called) against BIND9, NSD
+and Knot, and checks the record it leaves: a JSON row per server with
 a positive qps and correct answers, and the PNG chart. About 15 s with all three peers.
 """
 
@@ -18,12 +18,7 @@ PEER_BINARIES = {"bind": "named", "nsd": "nsd", "knot": "knotd"}
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("dnsperf") is None, reason="dnsperf is not installed (Debian package dnsperf)"
-    ),
-    pytest.mark.skipif(
-        shutil.which("taskset") is None, reason="taskset is not installed (util-linux)"
-    ),
+    pytest.mark.tool("dnsperf", "taskset"),
     pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores"),
 ]
 
@@ -32,8 +27,9 @@ def _record(out: Path) -> dict:
     return json.loads((out / "dns-bench.json").read_text())
 
 
-def test_quick_run_measures_fata_and_every_installed_peer(harness, tmp_path, capsys) -> None:
-    peers = [key for key, binary in PEER_BINARIES.items() if shutil.which(binary)]
+@pytest.mark.tool(*PEER_BINARIES.values())
+def test_quick_run_measures_fata_and_every_peer(harness, tmp_path, capsys) -> None:
+    peers = list(PEER_BINARIES)
     status = harness.main(
         ["--quick", "--against", ",".join(peers), "--out", str(tmp_path), "--no-install"]
     )
@@ -78,7 +74,7 @@ def test_missing_peers_are_reported_as_missing(harness, tmp_path, monkeypatch) -
     assert rows["fata"]["qps"] is not None and rows["fata"]["qps"] > 0, rows["fata"]["problems"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="--server-cpu needs root (a cgroup)")
+@pytest.mark.root  # --server-cpu needs a cgroup
 def test_server_cpu_caps_the_server(harness, tmp_path) -> None:
     """With --server-cpu the server is held to that share of its core, and the run says so."""
     out = tmp_path / "out"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -12,9 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-needs_taskset = pytest.mark.skipif(
-    shutil.which("taskset") is None, reason="taskset (util-linux) is not installed"
-)
+needs_taskset = pytest.mark.tool("taskset")
 
 
 def _cores(bench: SimpleNamespace) -> tuple[int, int]:
@@ -92,13 +89,12 @@ CHECKERS = {
 }
 
 
-@pytest.mark.parametrize("key", sorted(CHECKERS))
+@pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.tool(tool), id=key)
+                                 for key, (tool, _argv) in sorted(CHECKERS.items())])
 def test_peer_configuration_passes_the_peers_own_checker(
     bench: SimpleNamespace, key: str, tmp_path
 ) -> None:
-    tool, argv = CHECKERS[key]
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (Debian package {bench.peers.PEERS[key].package})")
+    _tool, argv = CHECKERS[key]
     zone = bench.zones.generate_zone(10)
     zone_file = zone.write(tmp_path / "zone.db")
     server = bench.peers.PEERS[key]()
@@ -110,14 +106,14 @@ def test_peer_configuration_passes_the_peers_own_checker(
 
 
 def _installed_peer(bench: SimpleNamespace):
-    for key, cls in bench.peers.PEERS.items():
-        server = cls()
-        if server.missing() is None:
-            return key, server
-    pytest.skip("none of named, nsd, knotd is installed")
+    """BIND, the real peer these tests run (they carry ``tool("named")``)."""
+    server = bench.peers.PEERS["bind"]()
+    assert server.missing() is None, server.missing()
+    return "bind", server
 
 
 @needs_taskset
+@pytest.mark.tool("named")
 def test_check_flags_a_server_serving_different_data(bench: SimpleNamespace, tmp_path) -> None:
     """A real peer serving a zone other than the expected one fails the check, and the same
     peer serving the right zone passes: the check can tell."""
@@ -167,8 +163,7 @@ def _settings(bench: SimpleNamespace, core: int, duration: float):
     return options.settings(options.parser().parse_args(args))
 
 
-@needs_taskset
-@pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf is not installed")
+@pytest.mark.tool("taskset", "dnsperf", "named")
 def test_measure_flags_a_real_server_serving_other_data(bench: SimpleNamespace, tmp_path) -> None:
     """A real peer given a different zone: wrong before the load and wrong under it."""
     key, server = _installed_peer(bench)
@@ -188,8 +183,7 @@ def test_measure_flags_a_real_server_serving_other_data(bench: SimpleNamespace, 
     assert any(p.startswith("under load") and "NXDOMAIN answers" in p for p in row.problems)
 
 
-@needs_taskset
-@pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf is not installed")
+@pytest.mark.tool("taskset", "dnsperf", "named")
 def test_measure_reports_a_server_that_dies_under_load(bench: SimpleNamespace, tmp_path) -> None:
     key, server = _installed_peer(bench)
     core, _ = _cores(bench)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import os
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -19,6 +21,79 @@ from fata.platform.unix import UnixConsole
 
 def run(coro):
     return asyncio.run(coro)
+
+
+# Waiting for datagrams on a condition, not a guess.  ``Batch.recv`` never waits, and a datagram sent
+# over loopback is in the receiver's queue when ``sendto`` returns only while the kernel
+# runs its softirq work at once; under load it defers it (ksoftirqd), and a test that reads
+# right after sending sees a short batch.  So tests wait until the receive queue holds what
+# was sent: each queued datagram charges its buffer's true size to the queue's memory
+# (SO_MEMINFO), which one calibration datagram of each size measures.
+SO_MEMINFO = 55  # <asm-generic/socket.h>; the socket module does not name it
+_TRUESIZE: dict[tuple, int] = {}
+
+
+def queue_memory(sock: socket.socket) -> int:
+    """SK_MEMINFO_RMEM_ALLOC: the bytes held by the datagrams in the receive queue."""
+    return struct.unpack("9I", sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36))[0]
+
+
+def _truesize(family: int, host: str, size: int) -> int:
+    key = (family, host, size)
+    if key not in _TRUESIZE:
+        with socket.socket(family, socket.SOCK_DGRAM) as rx, \
+                socket.socket(family, socket.SOCK_DGRAM) as tx:
+            rx.bind((host, 0))
+            tx.sendto(bytes(size), rx.getsockname())
+            if not select.select([rx], [], [], 5)[0]:
+                raise TimeoutError("a calibration datagram did not arrive")
+            _TRUESIZE[key] = queue_memory(rx)
+    return _TRUESIZE[key]
+
+
+def wait_queued(sock: socket.socket, sizes: list[int], timeout: float = 5.0) -> None:
+    """Wait until datagrams of ``sizes`` bytes, sent to ``sock`` from this host, all wait
+    in its receive queue."""
+    host = sock.getsockname()[0]
+    want = sum(_truesize(sock.family, host, n) for n in sizes)
+    deadline = time.monotonic() + timeout
+    while queue_memory(sock) < want:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(sizes)} datagrams not queued within {timeout} s")
+        time.sleep(0.001)
+
+
+# the same, for a subprocess (GSO_ECHO)
+QUEUE_WAIT = "import select, socket, struct, time\n" + "".join(
+    inspect.getsource(obj) for obj in (queue_memory, _truesize, wait_queued)
+) + f"SO_MEMINFO = {SO_MEMINFO}\n_TRUESIZE = {{}}\n"
+
+
+def sizes(*payloads: bytes) -> list[int]:
+    return [len(p) for p in payloads]
+
+
+async def received_before_marker(client: socket.socket) -> list[bytes]:
+    """What ``client`` has been sent so far: a marker datagram sent to it now, after the
+    sends the test waited for, is the next one it reads once those are read."""
+    loop = asyncio.get_running_loop()
+    marker = b"--marker--"
+    with socket.socket(client.family, socket.SOCK_DGRAM) as sender:
+        sender.sendto(marker, client.getsockname())
+    got = []
+    while (data := await asyncio.wait_for(loop.sock_recv(client, 100), 2)) != marker:
+        got.append(data)
+    return got
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds (the stack handled what was sent), polling the
+    event loop every millisecond."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.001)
 
 
 def _mmsg_built() -> bool:
@@ -121,6 +196,7 @@ def test_mmsg_batch_directly(mmsg_pair) -> None:
     assert batch.recv() == []  # nothing waiting: no blocking, no error
     for i in range(10):
         client.sendto(b"q%d" % i, server.getsockname())
+    wait_queued(server, [2] * 10)
     first = batch.recv()
     assert [d for d, _ in first] == [b"q%d" % i for i in range(8)]
     assert all(peer == client.getsockname() for _, peer in first)
@@ -140,9 +216,11 @@ def test_mmsg_batch_directly(mmsg_pair) -> None:
     gone.bind(("127.0.0.1", 0))
     gone.sendto(b"bye", server.getsockname())
     gone.close()
+    wait_queued(server, [3])
     assert batch.recv()[0][0] == b"bye"
     assert batch.reply([b"to nobody"]) == 0
     client.sendto(b"after", server.getsockname())
+    wait_queued(server, [5])
     seen = batch.recv() or batch.recv()
     assert [d for d, _ in seen] == [b"after"]
     with pytest.raises(ValueError, match="batch must be"):
@@ -152,7 +230,7 @@ def test_mmsg_batch_directly(mmsg_pair) -> None:
     assert Batch.__new__(Batch).reply([]) == 0
     # Once closed, the descriptor is never used again (it may be someone else's by then).
     client.sendto(b"late", server.getsockname())
-    time.sleep(0.05)
+    wait_queued(server, [4])  # waiting in the queue when the batch is closed
     batch.close()
     assert batch.reply([]) == 0
     with pytest.raises(ValueError, match="closed"):
@@ -164,8 +242,10 @@ def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
     async def main() -> None:
         stack = _stack(batched)
         box: list = []
+        seen: list[bytes] = []
 
         def handler(data: bytes, peer: tuple[str, int]) -> bytes | None:
+            seen.append(data)
             if data == b"stop":
                 box[0].close()
             return data
@@ -173,17 +253,16 @@ def test_a_handler_that_closes_its_port_mid_batch(batched: bool) -> None:
         endpoint = await stack.udp_listen("127.0.0.1", 0, handler)
         box.append(endpoint)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
         client.setblocking(False)
         for payload in (b"a", b"stop", b"b"):
             client.sendto(payload, sockaddr(endpoint.local))
-        await asyncio.sleep(0.1)
+        await until(lambda: b"stop" in seen)  # the port is closed now, in that drain
         assert endpoint.handler_errors == 0
-        got = []
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                got.append(client.recv(100))
+        # the batched path read all three in one batch; the plain one stopped at the close
+        assert seen == ([b"a", b"stop", b"b"] if batched else [b"a", b"stop"])
         # the plain path answers as it goes; the batched one sends nothing once closed
-        assert got == ([] if batched else [b"a"])
+        assert await received_before_marker(client) == ([] if batched else [b"a"])
         client.close()
         await stack.close()
 
@@ -196,9 +275,10 @@ def test_mmsg_reply_cache_answers_below_python(mmsg_pair) -> None:
     batch = Batch(server.fileno(), 8, 2048)
     cache = {b"hit": b"-cached", b"big": b"x" * 2047}  # 2 + 2047 > bufsize: not from here
     batch.set_cache(cache, 2)
-    for payload in (b"01hit", b"02miss", b"03hit", b"hit", b"04big", b"05hit"):
+    sent = (b"01hit", b"02miss", b"03hit", b"hit", b"04big", b"05hit")
+    for payload in sent:
         client.sendto(payload, server.getsockname())
-    time.sleep(0.05)
+    wait_queued(server, sizes(*sent))
     misses = batch.recv()
     assert [d for d, _ in misses] == [b"02miss", b"hit", b"04big"]
     assert batch.received == 6 and batch.hits == 3
@@ -214,13 +294,13 @@ def test_mmsg_reply_cache_answers_below_python(mmsg_pair) -> None:
     cache.pop(b"hit")
     for payload in (b"06new", b"07hit"):
         client.sendto(payload, server.getsockname())
-    time.sleep(0.05)
+    wait_queued(server, [5, 5])
     assert [d for d, _ in batch.recv()] == [b"07hit"]
     assert batch.reply([]) == 0
     assert client.recv(100) == b"06-late"
     batch.set_cache(None)
     client.sendto(b"08new", server.getsockname())
-    time.sleep(0.05)
+    wait_queued(server, [5])
     assert [d for d, _ in batch.recv()] == [b"08new"]
     with pytest.raises(TypeError):
         batch.set_cache([], 2)
@@ -245,15 +325,12 @@ def test_udp_listen_with_a_reply_cache(batched: bool) -> None:
         endpoint = await stack.udp_listen("127.0.0.1", 0, handler,
                                           reply_cache=ReplyCache(cache, prefix=1))
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        client.settimeout(2)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
         got = []
-        for payload in (b"1abc", b"2abc", b"3xyz", b"4abc"):
-            client.sendto(payload, sockaddr(endpoint.local))
-            for _ in range(100):
-                await asyncio.sleep(0.01)
-                with contextlib.suppress(BlockingIOError):
-                    got.append(client.recv(100, socket.MSG_DONTWAIT))
-                    break
+        for payload in (b"1abc", b"2abc", b"3xyz", b"4abc"):  # one at a time: the cache
+            client.sendto(payload, sockaddr(endpoint.local))  # fills between them
+            got.append(await asyncio.wait_for(loop.sock_recv(client, 100), 2))
         assert got == [b"1=ABC", b"2=ABC", b"3=XYZ", b"4=ABC"]
         assert calls == ([b"1abc", b"3xyz"] if batched else [b"1abc", b"2abc", b"3xyz", b"4abc"])
         assert endpoint.received == 4
@@ -271,15 +348,12 @@ def test_a_reply_of_the_wrong_type_is_a_handler_error(batched: bool) -> None:
         answers = {b"text": "not bytes", b"array": bytearray(b"array!"), b"fine": b"fine!"}
         endpoint = await stack.udp_listen("127.0.0.1", 0, lambda data, peer: answers[data])
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
         client.setblocking(False)
         for payload in (b"text", b"array", b"fine"):
             client.sendto(payload, sockaddr(endpoint.local))
-        await asyncio.sleep(0.1)
-        got = []
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                got.append(client.recv(100))
-        assert got == [b"array!", b"fine!"]
+        await until(lambda: endpoint.received == 3)
+        assert await received_before_marker(client) == [b"array!", b"fine!"]
         assert endpoint.handler_errors == 1
         client.close()
         await stack.close()
@@ -287,8 +361,8 @@ def test_a_reply_of_the_wrong_type_is_a_handler_error(batched: bool) -> None:
     run(main())
 
 
-GSO_ECHO = r"""
-import socket, sys, time
+GSO_ECHO = QUEUE_WAIT + r"""
+import socket, sys
 from fata.platform._mmsg import Batch
 gso = sys.argv[1] == "1"
 sizes = [int(x) for x in sys.argv[2].split(",")]
@@ -307,7 +381,7 @@ for n, size in enumerate(sizes):  # interleaved clients, runs of equal sizes and
     data = bytes([n]) * size
     clients[who].sendto(data, server.getsockname())
     sent[who].append(data)
-time.sleep(0.1)
+wait_queued(server, sizes)
 got = batch.recv()
 assert len(got) == len(sizes), len(got)
 assert batch.reply([data for data, _ in got]) == 0
@@ -334,8 +408,8 @@ def test_mmsg_replies_keep_each_peers_order_and_boundaries(gso: bool) -> None:
     assert out.stdout.strip() == "ok", out.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                    reason="needs root and ip (a network namespace with a small-MTU loopback)")
+@pytest.mark.root  # a network namespace with a small-MTU loopback
+@pytest.mark.tool("ip")
 def test_mmsg_segment_larger_than_the_path_mtu_falls_back_to_single_datagrams() -> None:
     """A segment size the path refuses (EINVAL) is sent datagram by datagram instead."""
     if not _mmsg_built():
@@ -366,13 +440,8 @@ def test_mmsg_over_ipv6() -> None:
     client.settimeout(2)
     client.sendto(b"six", server.getsockname())
     batch = Batch(server.fileno())
-    got = []
-    for _ in range(100):
-        got = batch.recv()
-        if got:
-            break
-        time.sleep(0.01)
-    assert got == [(b"six", client.getsockname())]
+    assert select.select([server], [], [], 2)[0], "the datagram did not arrive"
+    assert batch.recv() == [(b"six", client.getsockname())]
     assert batch.reply([b"ok"]) == 0
     assert client.recv(10) == b"ok"
     server.close()

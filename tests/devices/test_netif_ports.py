@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +22,8 @@ import pytest
 from net._bulk import transfer
 
 pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None
-                       or not os.path.exists("/dev/net/tun"),
-                       reason="needs root, iproute2 and /dev/net/tun (CI runs these as root)"),
+    pytest.mark.root, pytest.mark.tool("ip", "ping"),
+    pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun"),
 ]
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.flags
@@ -167,9 +166,15 @@ class RunningAppliance:
                 self.proc.wait(5)
 
 
-def have(tool: str) -> bool:
-    """Whether a Debian tool is installed (tests skip with a reason otherwise)."""
-    return shutil.which(tool) is not None or Path("/usr/sbin", tool).exists()
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "the condition",
+               detail: Callable[[], str] = lambda: "") -> None:
+    """Poll ``predicate`` (a query to a running server, a look at its log) every 0.1 s until
+    it holds; fail after ``timeout`` seconds, with ``detail()`` (a log) in the message."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s\n{detail()}")
+        time.sleep(0.1)
 
 
 def query(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, use_edns=0,

@@ -93,8 +93,15 @@ def test_cname_out_of_zone_and_dangling_and_loop(server) -> None:
     r = ask(server, "ftp.example.org", "A")
     assert r.rcode() == NXDOMAIN and len(r.answer) == 1
     assert r.authority[0].rdtype == dns.rdatatype.SOA
+    # A loop: the chain is given once round (each CNAME once), then it stops; NOERROR, as
+    # Knot answers (BIND: SERVFAIL), authoritative, nothing else.
     r = ask(server, "loop1.example.net", "A")
-    assert r.rcode() == NOERROR and len(r.answer) == 2
+    assert r.rcode() == NOERROR and r.flags & dns.flags.AA
+    assert rrs(r.answer) == {"loop1.example.net. 300 CNAME loop2.example.net.",
+                             "loop2.example.net. 300 CNAME loop1.example.net."}
+    assert [rrset.name.to_text() for rrset in r.answer] == ["loop1.example.net.",
+                                                            "loop2.example.net."]
+    assert not r.authority and not r.additional
 
 
 def test_wildcard_synthesis(server) -> None:
@@ -403,11 +410,13 @@ def test_notify_sender_retransmits_until_acknowledged() -> None:
 
     srv = make_server()
     zone = srv.catalog.zones[b"\x07example\x03org\x00"]
-    sender = NotifySender(interval=1.0, attempts=3)
+    ids = iter([b"\x12\x34", b"\x12\x34"])
+    sender = NotifySender(lambda n: next(ids), interval=1.0, attempts=3)
     target = ("127.0.0.1", 5300)
-    sender.notify(zone, [target], now=0.0, seed=100)
+    sender.notify(zone, [target], now=0.0)
     (first,) = sender.due(0.0)
     msg = dns.message.from_wire(first[0])
+    assert msg.id == 0x1234  # from the random source
     assert msg.opcode() == dns.opcode.NOTIFY and msg.flags & dns.flags.AA
     assert msg.question[0].rdtype == dns.rdatatype.SOA
     assert msg.answer[0][0].serial == zone.serial
@@ -416,10 +425,35 @@ def test_notify_sender_retransmits_until_acknowledged() -> None:
     reply = dns.message.make_response(msg)
     assert sender.on_reply(reply.to_wire(), target)
     assert sender.pending == 0 and sender.due(5.0) == []
-    sender.notify(zone, [target], now=10.0, seed=7)
-    for t in (10.0, 11.0, 12.0, 13.0):
+    sender.notify(zone, [target], now=10.0)  # the answered ID may come again
+    assert dns.message.from_wire(sender.due(10.0)[0][0]).id == 0x1234
+    for t in (11.0, 12.0, 13.0):
         sender.due(t)
     assert sender.pending == 0 and sender.given_up == 1
+
+
+def test_notify_ids_are_random_and_never_repeat_an_outstanding_one() -> None:
+    from fata_dns.notify import NotifySender
+
+    srv = make_server()
+    example, lab = (srv.catalog.zones[o] for o in (b"\x07example\x03org\x00",
+                                                   b"\x03lab\x07example\x03org\x00"))
+    drawn: list[int] = []
+    ids = iter([b"\x12\x34", b"\x12\x34", b"\x12\x34", b"\xab\xcd"])
+
+    def rand(n: int) -> bytes:
+        drawn.append(n)
+        return next(ids)
+
+    sender = NotifySender(rand)
+    one, two = ("127.0.0.1", 5300), ("127.0.0.2", 5300)
+    sender.notify(example, [one, two], now=0.0)  # one ID per target; equal ones may coincide
+    sender.notify(lab, [one], now=0.0)  # 0x1234 is outstanding to `one`: drawn again
+    sent = {(dns.message.from_wire(m).id, t, dns.message.from_wire(m).question[0].name.to_text())
+            for m, t in sender.due(0.0)}
+    assert drawn == [2, 2, 2, 2]
+    assert {(i, n) for i, _, n in sent} == {(0x1234, "example.org."), (0xABCD, "lab.example.org.")}
+    assert len(sent) == 3
 
 
 

@@ -31,14 +31,24 @@ FUZZ = settings(max_examples=int(os.environ.get("DNS_FUZZ_EXAMPLES", "400")), de
 
 
 def _check(payload: bytes) -> None:
+    """Every datagram is answered (a well-formed response with its ID) or dropped, and a
+    drop is counted and only for what cannot be answered: fewer than 12 bytes, or QR set."""
+    dropped = SERVER.stats.dropped
     reply = SERVER.handle_udp(payload, ("127.0.0.1", 5353))
     assert SERVER.stats.internal_errors == 0
     if reply is not None:
         assert reply[:2] == payload[:2]
         assert reply[2] & 0x80  # always a response
         dns.message.from_wire(reply, ignore_trailing=False)  # and a well-formed one
-    for out in SERVER.handle_tcp(payload, ("127.0.0.1", 5353)):
-        assert out[2] & 0x80
+        assert SERVER.stats.dropped == dropped
+    else:
+        assert SERVER.stats.dropped == dropped + 1, "dropped without counting it"
+        assert len(payload) < 12 or payload[2] & 0x80, "a query went unanswered"
+    dropped = SERVER.stats.dropped
+    replies = SERVER.handle_tcp(payload, ("127.0.0.1", 5353))
+    for out in replies:
+        assert out[:2] == payload[:2] and out[2] & 0x80
+    assert bool(replies) == (SERVER.stats.dropped == dropped)
     assert SERVER.stats.internal_errors == 0
 
 

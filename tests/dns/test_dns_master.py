@@ -71,8 +71,17 @@ def test_origin_from_file_name_when_no_origin(tmp_path: Path) -> None:
     assert zone.origin_text == "named.example."
 
 
+def host_zones() -> object:
+    """The run-time store ``zones`` as ``fata run`` opens it without ``--kv``: host paths."""
+    import os
+
+    from fata.platform.kv_host import HostKV
+
+    return HostKV("/", os.getcwd())
+
+
 def test_include_relative_to_including_file(tmp_path: Path) -> None:
-    from fata_dns.sources import load_host_zone
+    from fata_dns.sources import load_kv_zone
 
     (tmp_path / "hosts").mkdir()
     (tmp_path / "hosts" / "part.inc").write_text("www A 192.0.2.80\n")
@@ -80,7 +89,7 @@ def test_include_relative_to_including_file(tmp_path: Path) -> None:
     (tmp_path / "main.zone").write_text(
         "$ORIGIN inc.test.\n$TTL 60\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n"
         "$INCLUDE hosts/part.inc\n$INCLUDE other.inc sub.inc.test.\nafter A 192.0.2.82\n")
-    zone = load_host_zone(str(tmp_path / "main.zone"))
+    zone = load_kv_zone(host_zones(), str(tmp_path / "main.zone"))
     owners = {rr.owner for rr in zone.records}
     assert b"\x03www\x03inc\x04test\x00" in owners
     assert b"\x01x\x03sub\x03inc\x04test\x00" in owners
@@ -89,13 +98,13 @@ def test_include_relative_to_including_file(tmp_path: Path) -> None:
 
 
 def test_include_error_names_the_included_file(tmp_path: Path) -> None:
-    from fata_dns.sources import load_host_zone
+    from fata_dns.sources import load_kv_zone
 
     (tmp_path / "bad.inc").write_text("ok A 192.0.2.1\nbad A 999.1.1.1\n")
     (tmp_path / "z.zone").write_text("$ORIGIN i.test.\n$TTL 5\n@ SOA a b 1 2 3 4 5\n@ NS a\n"
                                      "$INCLUDE bad.inc\n")
     with pytest.raises(ZoneError) as exc:
-        load_host_zone(str(tmp_path / "z.zone"))
+        load_kv_zone(host_zones(), str(tmp_path / "z.zone"))
     assert exc.value.file == str(tmp_path / "bad.inc") and exc.value.line == 2
 
 
@@ -152,10 +161,13 @@ def test_load_catalog_is_all_or_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zone"
     bad.write_text(HEAD + "broken A nope\n")
     with pytest.raises(ZoneError, match=r"bad\.zone:6:"):
-        load_catalog([str(good), str(bad)], None)
-    with pytest.raises(ZoneError, match="cannot read"):
-        load_catalog([str(tmp_path / "missing.zone")], None)
-    assert list(load_catalog([str(good)], None).zones) == [b"\x03lab\x07example\x03org\x00"]
+        load_catalog([str(good), str(bad)], None, host_zones())
+    missing = str(tmp_path / "missing.zone")
+    with pytest.raises(ZoneError) as exc:
+        load_catalog([missing], None, host_zones())
+    assert str(exc.value) == f"{missing}: cannot read zone file: No such file or directory"
+    assert list(load_catalog([str(good)], None, host_zones()).zones) == [
+        b"\x03lab\x07example\x03org\x00"]
 
 
 def test_ten_thousand_names_load_fast() -> None:

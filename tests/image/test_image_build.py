@@ -113,11 +113,6 @@ def test_socket_image_has_no_tcp_ip_stack(tmp_path: Path) -> None:
 
 
 def test_direct_image_carries_the_tcp_ip_stack(tmp_path: Path) -> None:
-    from fata.image.paths import fata_source_root
-
-    if not (fata_source_root() / "fata" / "platform" / "direct.py").exists() and not (
-        fata_source_root() / "fata" / "platform" / "direct").is_dir():
-        pytest.skip("fata.platform.direct (the --net direct platform) is not written yet")
     root = _stack_appliance(tmp_path / "net")
     path = image.build(root, {"net": "direct"}, tmp_path / "out", log=lambda *a: None)
     paths = {e["path"] for e in manifest_of(path)["files"]}

@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import itertools
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from fata.net.ipv4 import Ipv4Config
@@ -24,12 +23,11 @@ from fata.net.stack import DirectStack
 from fata.net.tcp import TcpConfig
 from fata.platform.tap import TapNetif
 
-needs_tap = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
-                       reason="needs root and /dev/net/tun (CI runs these as root)"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's ip"),
-]
+# Root (the ``root`` marker), a TUN/TAP device node (missing only in a container started
+# without it) and iproute2's ip.
+needs_tun = pytest.mark.skipif(not os.path.exists("/dev/net/tun"),
+                               reason="needs /dev/net/tun (a container without the TUN device)")
+needs_tap = [pytest.mark.root, needs_tun, pytest.mark.tool("ip")]
 
 _counter = itertools.count()
 PYTHON = sys.executable
@@ -126,3 +124,15 @@ class Lab:
         rc, out = await self.run(PYTHON, "-c", code, *args, timeout=timeout)
         assert rc == 0, out
         return out
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0,
+                     what: str = "the condition") -> None:
+    """Wait until ``predicate()`` holds (a stack's state after a Linux peer is done with
+    it), polling every 10 ms; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s")
+        await asyncio.sleep(0.01)

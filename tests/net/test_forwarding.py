@@ -21,7 +21,7 @@ from fata.platform.tap import TapNetif
 from ._bulk import transfer
 from ._netns import needs_tap, sh
 
-pytestmark = needs_tap
+pytestmark = [*needs_tap, pytest.mark.tool("ping")]
 LEFT_HOST, RIGHT_HOST = "10.242.1.2", "10.242.2.2"
 RIGHT_MTU = 1280
 BULK = 20 * 1024 * 1024

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,8 +32,7 @@ import pytest
 from ._netns import PYTHON, Lab, needs_tap, sh
 from ._services import LINUX_BULK_SERVER, PEER_BULK, serve_all
 
-pytestmark = [*needs_tap, pytest.mark.skipif(shutil.which("ethtool") is None,
-                                             reason="needs ethtool")]
+pytestmark = [*needs_tap, pytest.mark.tool("tc", "ethtool")]
 
 SIZE = int(os.environ.get("FATA_NETEM_BYTES", 4 * 1024 * 1024))
 IMPAIR = str(Path(__file__).with_name("_impair.py"))

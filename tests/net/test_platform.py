@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from fata.platform import PlatformError, direct
 from fata.platform import netif as netif_platform
 from fata.platform.tap import TapNetif
 
-from ._netns import Lab, needs_tap, sh
+from ._netns import Lab, needs_tun, sh
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,11 +66,8 @@ def test_bad_netif_options_are_one_sentence_errors(bad: str) -> None:
         netif_platform.netif_choices(options("--netif", "a=if:x", "--netif", "a=tap:y"))
 
 
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
-                               reason="needs root (to drop CAP_NET_ADMIN with setpriv)")
-
-
-@ROOT_ONLY
+@pytest.mark.root  # to drop CAP_NET_ADMIN with setpriv
+@pytest.mark.tool("setpriv")
 def test_without_cap_net_admin_says_what_is_needed() -> None:
     code = ("import argparse, asyncio\n"
             "from fata.platform import PlatformError, direct\n"
@@ -107,15 +103,10 @@ def lab():
 
 
 @pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun")
-                    or shutil.which("dig") is None, reason="needs root, /dev/net/tun and dig")
+@needs_tun
+@pytest.mark.tool("ip", "ping", "dig")
 def test_dns_appliance_over_direct_with_default_options(lab: Lab) -> None:
     """`fata run appliances/dns --net direct` with no platform options, inside a namespace."""
-    try:
-        import fata.cli  # noqa: F401
-    except ImportError:
-        pytest.skip("the fata CLI is not there yet")
-
     async def main() -> None:
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", lab.host, sys.executable, "-m", "fata", "run",
@@ -145,14 +136,11 @@ def test_dns_appliance_over_direct_with_default_options(lab: Lab) -> None:
     asyncio.run(main())
 
 
-@needs_tap[0]
-@needs_tap[1]
-@pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs dnsmasq (dnsmasq-base)")
+@pytest.mark.root
+@needs_tun
+@pytest.mark.tool("ip", "ping", "dnsmasq")
 def test_dhcp_against_dnsmasq(lab: Lab) -> None:
-
     async def main() -> None:
-
-
         name = f"fdhcp{os.getpid() % 10000}"
         netif = TapNetif.open(name)
         sh("ip", "link", "set", name, "netns", lab.host)
@@ -182,8 +170,9 @@ def test_dhcp_against_dnsmasq(lab: Lab) -> None:
     asyncio.run(main())
 
 
-@ROOT_ONLY
-@needs_tap[1]
+@pytest.mark.root
+@needs_tun
+@pytest.mark.tool("ip", "ping", "setpriv")
 def test_precreated_tap_works_without_cap_net_admin(lab: Lab) -> None:
     """An administrator's persistent, configured TAP is usable by an unprivileged appliance."""
     sh("ip", "netns", "exec", lab.host, "ip", "tuntap", "add", "fpre0", "mode", "tap")

@@ -14,16 +14,14 @@ import time
 from pathlib import Path
 
 import fata
-import pytest
 from fata.tls import CertifiedKey, TLSConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 CORE = str(Path(fata.__file__).resolve().parent.parent)
+# The peers' paths; tests that run them carry ``pytest.mark.tool("openssl")`` / ``("curl")``.
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl binary not installed")
-needs_curl = pytest.mark.skipif(CURL is None, reason="curl binary not installed")
 
 
 def certified(pki: dict[str, Path], kind: str) -> CertifiedKey:
@@ -37,6 +35,7 @@ def free_port() -> int:
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
+    """Poll until something accepts connections on ``port`` (a peer starting up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):

@@ -6,11 +6,9 @@ import json
 
 import pytest
 
-from ._helpers import CURL, OPENSSL
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(OPENSSL is None or CURL is None, reason="needs openssl and curl")
+@pytest.mark.tool("openssl", "curl")
 def test_bench_tls_quick(tmp_path, capsys):
     from fata.bench.tls import main
 

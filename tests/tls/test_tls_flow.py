@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fata.platform import socket_stack, unix
 from fata.tls import AlertDescription, TLSConfig
 from fata.tls.flow import TLSHandshakeError, accept, connect
 
 from ._helpers import certified, client_config, run
-
-socket_stack = pytest.importorskip("fata.platform.socket_stack")
-unix = pytest.importorskip("fata.platform.unix")
 
 
 def _stack():

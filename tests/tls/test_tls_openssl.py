@@ -5,6 +5,8 @@ versions."""
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import time
 
@@ -18,14 +20,13 @@ from ._helpers import (
     client_config,
     fata_server_args,
     free_port,
-    needs_openssl,
     run,
     s_client,
     s_server_args,
 )
 from ._peers import http_get, open_tls
 
-pytestmark = needs_openssl
+pytestmark = pytest.mark.tool("openssl")
 
 KINDS = ["rsa", "p256", "p384", "ed25519"]
 SUITES13 = [
@@ -122,29 +123,76 @@ def test_s_client_resumption(pki, servers, tmp_path):
     assert "Hello from fata.tls" in out
 
 
-def _interactive_s_client(pki, port: int, *extra: str) -> subprocess.Popen:
-    """``openssl s_client`` to the test server, driven line by line through its stdin."""
-    return subprocess.Popen(
-        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki["ca"]),
-         "-servername", "localhost", *extra],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+class InteractiveClient:
+    """``openssl s_client`` to the test server, driven line by line through its stdin.
+
+    s_client takes a command line (K: key update, R: renegotiate, Q: quit) only from a read
+    of its stdin that holds nothing else, so each line is written once its predecessor's
+    effect shows in s_client's output (``expect``): an echo come back, KEYUPDATE printed."""
+
+    def __init__(self, pki, port: int, *extra: str) -> None:
+        assert OPENSSL
+        self.proc = subprocess.Popen(
+            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki["ca"]),
+             "-servername", "localhost", *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.proc.stdin and self.proc.stdout
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.seen = b""
+
+    @property
+    def text(self) -> str:
+        return self.seen.decode(errors="replace")
+
+    def send(self, line: bytes) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+
+    def expect(self, needle: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Read s_client's output until ``needle`` has appeared ``count`` times."""
+        deadline = time.monotonic() + timeout
+        while self.text.count(needle) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {needle!r} (x{count}) from s_client within {timeout} s:\n{self.text}"
+            if select.select([self.fd], [], [], left)[0]:
+                chunk = os.read(self.fd, 65536)
+                assert chunk, f"s_client ended before {needle!r} (x{count}):\n{self.text}"
+                self.seen += chunk
+
+    def finish(self, last: bytes = b"", timeout: float = 10.0) -> str:
+        """Send ``last``, close stdin, and return all s_client printed until it exited."""
+        assert self.proc.stdin
+        if last:
+            self.send(last)
+        self.proc.stdin.close()
+        os.set_blocking(self.fd, True)
+        assert self.proc.stdout
+        rest = self.proc.stdout.read()
+        self.proc.wait(timeout)
+        self.seen += rest
+        return self.text
 
 
 def test_s_client_key_update(pki, spawn):
     port = free_port()
     spawn(fata_server_args(pki, "p256", port, "--echo"), port)
-    assert OPENSSL
-    p = _interactive_s_client(pki, port)
-    assert p.stdin
-    for line in (b"first\n", b"K\n", b"second\n", b"k\n", b"third\n"):
-        time.sleep(0.5)
-        p.stdin.write(line)
-        p.stdin.flush()
-    time.sleep(0.5)
-    out = p.communicate(b"Q\n", timeout=10)[0].decode()
+    client = InteractiveClient(pki, port)
+    client.send(b"first\n")
+    client.expect("first\n")  # echoed by our server
+    client.send(b"K\n")  # a key update, and one asked of the server
+    client.expect("KEYUPDATE")
+    client.send(b"second\n")
+    client.expect("second\n")  # under the new keys, both ways
+    client.send(b"k\n")  # a key update alone
+    client.expect("KEYUPDATE", 2)
+    client.send(b"third\n")
+    client.expect("third\n")
+    out = client.finish(b"Q\n")
     assert out.count("KEYUPDATE") == 2, out
     for word in ("first", "second", "third"):
         assert f"\n{word}\n" in out, out
@@ -208,15 +256,13 @@ def test_client_rejects_wrong_name_from_s_server(pki, trust, spawn):
 def test_tls12_renegotiation_refused_and_status_request_ignored(pki, spawn):
     port = free_port()
     spawn(fata_server_args(pki, "p256", port, "--echo"), port)
-    assert OPENSSL
-    p = _interactive_s_client(pki, port, "-tls1_2", "-status")
-    assert p.stdin
-    for line in (b"first\n", b"R\n"):
-        time.sleep(0.5)
-        p.stdin.write(line)
-        p.stdin.flush()
-    time.sleep(0.5)
-    out = p.communicate(b"", timeout=10)[0].decode()
+    client = InteractiveClient(pki, port, "-tls1_2", "-status")
+    client.send(b"first\n")
+    client.expect("first\n")
+    client.send(b"R\n")
+    client.expect("RENEGOTIATING")
+    client.expect("no renegotiation")  # our warning alert, which OpenSSL treats as fatal
+    out = client.finish()
     assert "OCSP response: no response sent" in out, out
     assert "\nfirst\n" in out and "RENEGOTIATING" in out, out
     assert "no renegotiation" in out, out  # our warning alert, which OpenSSL treats as fatal

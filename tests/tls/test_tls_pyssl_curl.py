@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ._helpers import CURL, Proc, client_config, fata_server_args, free_port, needs_curl, run
+from ._helpers import CURL, Proc, client_config, fata_server_args, free_port, run
 from ._peers import http_get, open_tls
 
 
@@ -95,7 +95,7 @@ def test_client_against_python_ssl_server(pki, trust):
     assert run(go()) == b"HELLO PYTHON" * 5000
 
 
-@needs_curl
+@pytest.mark.tool("curl")
 @pytest.mark.parametrize(
     "args",
     [[], ["--tlsv1.3"], ["--tlsv1.2", "--tls-max", "1.2"], ["--http1.1"], ["--http2"]],

@@ -1,13 +1,16 @@
 """NOTIFY (RFC 1996): telling secondaries that a zone changed, with retransmission.
 
 Sans-IO: :class:`NotifySender` says which datagrams to send when, and consumes the
-replies; the unikernel owns the socket and the timer.
+replies; the unikernel owns the socket and the timer, and hands in the random source that
+message IDs come from (the ``Random`` device), so that an off-path attacker cannot guess
+the ID of a NOTIFY to forge its acknowledgement.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fata.devices import IPAddress
@@ -43,30 +46,37 @@ class _Pending:
 
 
 class NotifySender:
-    """Outstanding NOTIFY requests; each is retransmitted until answered or given up."""
+    """Outstanding NOTIFY requests; each is retransmitted until answered or given up.
 
-    def __init__(self, interval: float = RETRY_INTERVAL, attempts: int = MAX_ATTEMPTS) -> None:
+    ``rand(n)`` returns ``n`` random bytes (``Random.bytes``): each message ID is drawn from
+    it, never twice for one target while outstanding.
+    """
+
+    def __init__(self, rand: Callable[[int], bytes], interval: float = RETRY_INTERVAL,
+                 attempts: int = MAX_ATTEMPTS) -> None:
+        self.rand = rand
         self.interval = interval
         self.max_attempts = attempts
         self._pending: dict[tuple[int, tuple[str, int]], _Pending] = {}
-        self._next_id = 0
         self.acknowledged = 0
         self.given_up = 0
 
-    def notify(self, zone: Zone, targets: list[tuple[str, int]], now: float, seed: int) -> None:
-        """Queue a NOTIFY of ``zone`` to each target, superseding older ones for the zone.
-
-        ``seed`` (e.g. from the clock) varies the message IDs between runs.
-        """
+    def notify(self, zone: Zone, targets: list[tuple[str, int]], now: float) -> None:
+        """Queue a NOTIFY of ``zone`` to each target, superseding older ones for the zone."""
         for key, item in list(self._pending.items()):
             if item.origin == zone.origin:
                 del self._pending[key]
         for given in targets:
             target = _endpoint(given)
-            msg_id = (seed + self._next_id) & 0xFFFF
-            self._next_id += 1
+            msg_id = self._new_id(target)
             message = build_notify(zone, msg_id)
             self._pending[(msg_id, target)] = _Pending(message, target, zone.origin, 0, now)
+
+    def _new_id(self, target: tuple[IPAddress, int]) -> int:
+        while True:  # 65,536 IDs per target; a repeat of an outstanding one is drawn again
+            msg_id = int.from_bytes(self.rand(2), "big")
+            if (msg_id, target) not in self._pending:
+                return msg_id
 
     def due(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams to send now (first transmissions and retransmissions)."""

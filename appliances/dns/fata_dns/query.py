@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from fata_dns.names import read_name
+from fata_dns.names import MAX_NAME, read_name
 from fata_dns.records import OPT
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -76,6 +76,37 @@ class Query:
         self.counts = counts
 
 
+def question_end(msg: bytes, checked: bool = True) -> int:
+    """Where the question of ``msg`` (name, type, class, from offset 12) ends, or -1 when its
+    name is not written out in full inside ``msg`` (then :func:`parse_query`'s general name
+    reader decides: a compression pointer, or the FORMERR reason).
+
+    The one reader of the question: the full parser, the memo lookup, the NXDOMAIN
+    shortcut and the transfer check over TCP all take it as ``msg[12:end]``, its name as
+    ``msg[12:end - 4]``.  ``checked`` walks the labels (each at most 63 octets, the name at
+    most 255).  Without it the name is taken to end at the first zero byte, which is one
+    ``bytes.find`` and is right whenever the walk would succeed; the caller must prove the
+    guess otherwise, as the memo lookup does (its keys are all valid names, and a label walk
+    is determined by the bytes, so a hit proves the name ends where the guess says).
+    """
+    n = len(msg)
+    if not checked:  # the memo lookup's path: one C call
+        end = msg.find(0, 12) + 5
+        return end if 4 < end <= n else -1
+    pos = 12
+    while True:
+        if pos >= n:
+            return -1
+        length = msg[pos]
+        if not length:
+            break
+        if length > 63:
+            return -1
+        pos += length + 1
+    end = pos + 5
+    return end if end <= n and pos - 11 <= MAX_NAME else -1
+
+
 def parse_query(msg: bytes) -> Query:
     """Parse ``msg``; raise :class:`Drop` or :class:`FormErr` if it is not a usable query."""
     if len(msg) < 12:
@@ -86,15 +117,20 @@ def parse_query(msg: bytes) -> Query:
         raise Drop("a response, not a query")
     if qd != 1:
         raise FormErr("QDCOUNT is not 1", msg_id, flags)
-    try:
-        qname, offset = read_name(msg, 12)
-    except ValueError as exc:
-        raise FormErr(f"question name: {exc}", msg_id, flags) from None
-    if offset + 4 > len(msg):
-        raise FormErr("truncated question", msg_id, flags)
-    qtype, qclass = struct.unpack_from("!HH", msg, offset)
-    question = qname + msg[offset : offset + 4]
-    offset += 4
+    offset = question_end(msg)
+    if offset > 0:
+        question = msg[12:offset]
+        qname = question[:-4]
+    else:  # a compressed name (a pointer into the header), or a malformed question
+        try:
+            qname, offset = read_name(msg, 12)
+        except ValueError as exc:
+            raise FormErr(f"question name: {exc}", msg_id, flags) from None
+        if offset + 4 > len(msg):
+            raise FormErr("truncated question", msg_id, flags)
+        question = qname + msg[offset : offset + 4]
+        offset += 4
+    qtype, qclass = struct.unpack_from("!HH", msg, offset - 4)
     edns: Edns | None = None
     try:
         for _ in range(an + ns):

@@ -38,7 +38,7 @@ from fata_dns.lookup import (
     SERVFAIL,
     Catalog,
 )
-from fata_dns.query import Drop, FormErr, Query, parse_query
+from fata_dns.query import Drop, FormErr, Query, parse_query, question_end
 from fata_dns.records import AXFR, DS, IN, IXFR, MAILA, MAILB, OPT
 
 EXACT_MAX_ENTRIES = 100_000
@@ -118,10 +118,10 @@ class Server:
         (one question, no answer or authority records, at most one version-0 OPT); then,
         for a name no zone has, the negative answer without the full parse.
 
-        The question name is taken to end at the first zero byte.  That guess is only
-        used to look up the memo, whose keys are all valid names: a hit proves the name
-        really ends there, since a label walk is determined by the bytes.  Anything else
-        returns None and takes the full path, which gives the same answer.
+        The question comes from ``question_end(payload, checked=False)``: its name is taken
+        to end at the first zero byte, a guess only used to look up the memo, whose keys
+        are all valid names, so a hit proves it.  Anything else returns None and takes the
+        full path, which gives the same answer.
         """
         shape = _query_shape(payload)
         if shape is None:
@@ -151,13 +151,7 @@ class Server:
             return None
         if int.from_bytes(payload[qend - 4 : qend - 2], "big") in _NOT_PLAIN:
             return None
-        pos = 12
-        while pos < end:  # a valid label walk up to the guessed end (no pointers)
-            length = payload[pos]
-            if length > 63:
-                return None
-            pos += length + 1
-        if pos != end or end - 11 > 255:
+        if question_end(payload) != qend:  # the guess, proved by the label walk this time
             return None
         zone = self.catalog.nxdomain_zone(payload[12 : end + 1].lower())
         if zone is None:
@@ -180,8 +174,8 @@ class Server:
         for an unanswerable message, after which the connection should be closed)."""
         try:
             if len(payload) >= 12 and not payload[2] & 0x80 and (payload[2] >> 3) & 0xF == 0:
-                qtype = _peek_qtype(payload)
-                if qtype in (AXFR, IXFR):
+                qend = question_end(payload)
+                if qend > 0 and int.from_bytes(payload[qend - 4 : qend - 2], "big") in (AXFR, IXFR):
                     return list(self._transfer(payload, peer))
             reply = self._answer_bytes(payload, tcp=True)
         except Exception:  # a connection must never take the server down; counted
@@ -348,10 +342,10 @@ def _query_shape(payload: bytes) -> tuple[int, int, int] | None:
     n = len(payload)
     if n < 17 or payload[2] & 0xF8 or payload[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None
-    end = payload.find(0, 12)
-    if end < 0:
+    qend = question_end(payload, False)  # a guess, proved by a memo hit
+    if qend < 0:
         return None
-    qend = end + 5
+    end = qend - 5
     arcount = payload[10:12]
     if arcount == b"\x00\x00":
         if n != qend:
@@ -373,19 +367,6 @@ def _query_shape(payload: bytes) -> tuple[int, int, int] | None:
     size = int.from_bytes(payload[qend + 3 : qend + 5], "big")
     limit = r.SERVER_UDP_SIZE if size >= r.SERVER_UDP_SIZE else max(size, 512)
     return end, qend, (limit << 2) | (3 if payload[qend + 7] & 0x80 else 1)
-
-
-def _peek_qtype(payload: bytes) -> int | None:
-    """The question type if the question is plainly readable (no parse errors raised)."""
-    i = 12
-    n = len(payload)
-    while i < n and payload[i]:
-        if payload[i] & 0xC0:
-            return None
-        i += payload[i] + 1
-    if i + 3 > n:
-        return None
-    return int.from_bytes(payload[i + 1 : i + 3], "big")
 
 
 def _servfail(payload: bytes) -> bytes | None:

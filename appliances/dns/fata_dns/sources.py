@@ -1,11 +1,16 @@
-"""Where zones come from: master files on the host (``--zone``) or the baked data (KV).
+"""Where zones come from: the run-time data store (``--zone``) or the baked data.
 
-Reading happens only here, at start and on reload; the engine never touches files.
+Both are ``KV`` devices, read the same way: ``zones`` is a ``kv_runtime()`` store, whose
+contents ``fata run`` chooses (on ``unix`` a host directory given with ``--kv zones=DIR``, or
+the host's file system, so that ``--zone my.zone`` and ``--zone /etc/zones/a.zone`` name
+host files as they always did); ``data`` is the ``kv_ro("data")`` baked into the image.
+Reading happens only here, at start and on reload; the engine never touches a device.
 A catalog is built completely or not at all, so a bad zone never half-loads.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 
 from fata.devices import KV, KeyNotFound
@@ -15,58 +20,59 @@ from fata_dns.lookup import Catalog
 from fata_dns.zone import Zone, load_zone_text
 
 
-def _read_host(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+def _reader(kv: KV):
+    """``key -> text`` over ``kv``, a missing key being the ``OSError`` a missing file is
+    (what ``$INCLUDE`` reports); newlines translated as a text-mode ``open`` does."""
 
+    def read(key: str) -> str:
+        try:
+            data = kv.get(key)
+        except KeyNotFound:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", key) from None
+        text = data.decode("utf-8")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text
 
-def load_host_zone(path: str) -> Zone:
-    """One zone from a master file on the host; ``$INCLUDE`` reads host files too."""
-    try:
-        text = _read_host(path)
-    except OSError as exc:
-        raise ZoneError(f"cannot read zone file: {exc.strerror or exc}", path) from None
-    except UnicodeDecodeError as exc:
-        raise ZoneError(f"zone file is not UTF-8 text: {exc}", path) from None
-    return load_zone_text(path, text, _read_host)
+    return read
 
 
 def load_kv_zone(kv: KV, key: str) -> Zone:
-    """One zone from the appliance's baked data; ``$INCLUDE`` names other keys."""
-
-    def read(name: str) -> str:
-        try:
-            return kv.get(name).decode("utf-8")
-        except KeyNotFound:
-            raise OSError(f"no such data key {name!r}") from None
-
+    """One zone from ``key`` of ``kv``; ``$INCLUDE`` names other keys of the same store,
+    relative to the including one.  Errors name ``key`` and the line, as given."""
+    read = _reader(kv)
     try:
         text = read(key)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZoneError(f"cannot read zone: {exc}", key) from None
+    except OSError as exc:
+        raise ZoneError(f"cannot read zone file: {exc.strerror or exc}", key) from None
+    except UnicodeDecodeError as exc:
+        raise ZoneError(f"zone file is not UTF-8 text: {exc}", key) from None
     return load_zone_text(key, text, read)
 
 
-def load_catalog(zone_files: list[str], kv: KV | None) -> Catalog:
-    """All zones: the ``--zone`` files, or with none given every ``*.zone`` key of ``kv``.
+def load_catalog(zone_keys: list[str], data: KV | None, zones: KV | None = None) -> Catalog:
+    """All zones: the ``--zone`` keys of ``zones``, or with none given every ``*.zone`` key
+    of ``data``.
 
     The cyclic garbage collector is paused meanwhile: loading allocates tens of thousands
     of containers that all live on (the zone's dicts, RRsets, records), none of them in a
     cycle, and every few hundred allocations would otherwise start a collection that scans
     them again; that is about a tenth of the start-up time of a large zone.
     """
+    if zone_keys and zones is None:
+        raise ZoneError("--zone needs the run-time data store 'zones'")
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        if zone_files:
-            zones = [load_host_zone(path) for path in zone_files]
-        elif kv is not None:
-            zones = [load_kv_zone(kv, key) for key in kv.keys("") if key.endswith(".zone")]
+        if zone_keys:
+            loaded = [load_kv_zone(zones, key) for key in zone_keys]
+        elif data is not None:
+            loaded = [load_kv_zone(data, key) for key in data.keys("") if key.endswith(".zone")]
         else:
-            zones = []
+            loaded = []
     finally:
         if was_enabled:
             gc.enable()
-    if not zones:
+    if not loaded:
         raise ZoneError("no zones to serve: give --zone FILE or bake *.zone files in data/")
-    return Catalog(zones)
+    return Catalog(loaded)

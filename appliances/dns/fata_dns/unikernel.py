@@ -4,7 +4,10 @@ UDP: the engine's ``handle_udp`` *is* the datagram handler (one call per query, 
 in between).  TCP: one task per connection runs a :class:`~fata_dns.tcp.TcpSession`
 under an idle timeout and a connection limit.  SIGHUP (``lifecycle.on_reload``) reloads
 every zone off the event loop and swaps the whole catalog at once, or logs the error and
-keeps the old one; zones whose serial grew are NOTIFYed to the configured secondaries.
+keeps the old one; zones whose serial grew are NOTIFYed to the configured secondaries,
+with message IDs from the ``Random`` device.  Zones are read only through the two ``KV``
+devices (``sources.py``): ``--zone`` names keys of the run-time store ``zones``, and
+without it the baked ``data`` is served.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
+from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
 
 from fata_dns.errors import ZoneError
 from fata_dns.lookup import Catalog
@@ -40,20 +43,21 @@ def parse_target(text: str) -> tuple[str, int]:
 class DnsAppliance:
     """The running appliance's state: the engine, its listeners, reload and NOTIFY."""
 
-    def __init__(self, stack: Stack, data: KV, clock: Clock, console: Console,
-                 args: argparse.Namespace) -> None:
+    def __init__(self, stack: Stack, data: KV, zones: KV, clock: Clock, random: Random,
+                 console: Console, args: argparse.Namespace) -> None:
         self.stack = stack
         self.data = data
+        self.zones = zones
         self.clock = clock
         self.console = console
         self.args = args
-        self.zone_files: list[str] = list(args.zone or [])
+        self.zone_keys: list[str] = list(args.zone or [])
         self.notify_targets = [parse_target(t) for t in (args.notify or [])]
         self.idle_timeout = float(args.tcp_idle_timeout)
         self.max_connections = int(args.tcp_max_connections)
         self.connections = 0
         self.rejected_connections = 0
-        self.notifier = NotifySender()
+        self.notifier = NotifySender(random.bytes)
         self.server: Server | None = None
         self._notify_endpoint = None
         self._notify_wakeup = asyncio.Event()
@@ -61,7 +65,7 @@ class DnsAppliance:
         self._reloading = False
 
     async def run(self, lifecycle: Lifecycle) -> None:
-        catalog = load_catalog(self.zone_files, self.data)
+        catalog = load_catalog(self.zone_keys, self.data, self.zones)
         self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []))
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = [a for a in self.stack.addresses if a.version == 4]
@@ -115,7 +119,8 @@ class DnsAppliance:
         self._reloading = True
         try:
             loop = asyncio.get_running_loop()
-            new = await loop.run_in_executor(None, load_catalog, self.zone_files, self.data)
+            new = await loop.run_in_executor(None, load_catalog, self.zone_keys, self.data,
+                                             self.zones)
         except ZoneError as exc:
             self.console.error(f"reload failed, still serving the previous zones: {exc}")
             return
@@ -131,8 +136,7 @@ class DnsAppliance:
             for origin, zone in new.zones.items():
                 before = old.zones.get(origin)
                 if before is None or serial_grew(before.serial, zone.serial):
-                    self.notifier.notify(zone, self.notify_targets, now,
-                                         int(self.clock.time() * 1000))
+                    self.notifier.notify(zone, self.notify_targets, now)
                     self.console.info(f"NOTIFY {zone.origin_text} serial {zone.serial} to "
                                       + ", ".join(f"{h}:{p}" for h, p in self.notify_targets))
             self._notify_wakeup.set()
@@ -186,7 +190,7 @@ class DnsAppliance:
                 pass
 
 
-async def start(*, stack: Stack, data: KV, clock: Clock, console: Console,
-                lifecycle: Lifecycle, args: argparse.Namespace) -> None:
+async def start(*, stack: Stack, data: KV, zones: KV, clock: Clock, random: Random,
+                console: Console, lifecycle: Lifecycle, args: argparse.Namespace) -> None:
     """Entry point called by the Fata runtime."""
-    await DnsAppliance(stack, data, clock, console, args).run(lifecycle)
+    await DnsAppliance(stack, data, zones, clock, random, console, args).run(lifecycle)

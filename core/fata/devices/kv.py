@@ -12,8 +12,10 @@ class KeyNotFound(KeyError):
 class KV(abc.ABC):
     """A read-only store of named blobs (Mirage's ``Mirage_kv.RO``).
 
-    Keys are ``/``-separated relative paths such as ``zones/example.zone``.  The contents
-    never change while the appliance runs, which is what lets appliances precompute answers.
+    Keys are ``/``-separated paths such as ``zones/example.zone``.  A store baked into the
+    image (``kv_ro``) never changes while the appliance runs, which is what lets appliances
+    precompute answers; a run-time store (``kv_runtime``) is read anew on each ``get``, so an
+    appliance re-reads it when it chooses to (on a reload).
     """
 
     @abc.abstractmethod

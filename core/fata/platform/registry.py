@@ -30,6 +30,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
     "netif": {ANY: "fata.platform.netif"},
     "block": {ANY: "fata.platform.block_file"},
     "kv_ro": {ANY: "fata.platform.kv_dir"},
+    "kv_runtime": {ANY: "fata.platform.kv_host"},
     "clock": {ANY: "fata.platform.unix"},
     "random": {ANY: "fata.platform.unix"},
     "console": {ANY: "fata.platform.unix"},
