@@ -414,21 +414,21 @@ def test_notify_sender_retransmits_until_acknowledged() -> None:
     sender = NotifySender(lambda n: next(ids), interval=1.0, attempts=3)
     target = ("127.0.0.1", 5300)
     sender.notify(zone, [target], now=0.0)
-    (first,) = sender.due(0.0)
+    (first,) = sender.on_timer(0.0)
     msg = dns.message.from_wire(first[0])
     assert msg.id == 0x1234  # from the random source
     assert msg.opcode() == dns.opcode.NOTIFY and msg.flags & dns.flags.AA
     assert msg.question[0].rdtype == dns.rdatatype.SOA
     assert msg.answer[0][0].serial == zone.serial
-    assert sender.due(0.5) == []
-    assert len(sender.due(1.0)) == 1
+    assert sender.on_timer(0.5) == []
+    assert len(sender.on_timer(1.0)) == 1
     reply = dns.message.make_response(msg)
     assert sender.on_reply(reply.to_wire(), target)
-    assert sender.pending == 0 and sender.due(5.0) == []
+    assert sender.pending == 0 and sender.on_timer(5.0) == []
     sender.notify(zone, [target], now=10.0)  # the answered ID may come again
-    assert dns.message.from_wire(sender.due(10.0)[0][0]).id == 0x1234
+    assert dns.message.from_wire(sender.on_timer(10.0)[0][0]).id == 0x1234
     for t in (11.0, 12.0, 13.0):
-        sender.due(t)
+        sender.on_timer(t)
     assert sender.pending == 0 and sender.given_up == 1
 
 
@@ -450,7 +450,7 @@ def test_notify_ids_are_random_and_never_repeat_an_outstanding_one() -> None:
     sender.notify(example, [one, two], now=0.0)  # one ID per target; equal ones may coincide
     sender.notify(lab, [one], now=0.0)  # 0x1234 is outstanding to `one`: drawn again
     sent = {(dns.message.from_wire(m).id, t, dns.message.from_wire(m).question[0].name.to_text())
-            for m, t in sender.due(0.0)}
+            for m, t in sender.on_timer(0.0)}
     assert drawn == [2, 2, 2, 2]
     assert {(i, n) for i, _, n in sent} == {(0x1234, "example.org."), (0xABCD, "lab.example.org.")}
     assert len(sent) == 3

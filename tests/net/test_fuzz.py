@@ -17,6 +17,7 @@ from fata.net.errors import ParseError
 from fata.net.ipv4 import Ipv4Config
 from fata.net.stack import DirectStack
 from fata.net.tcp import State
+from fata.net.tcp import output as tcp_output
 from fata.net.tcp_wire import ACK, FIN, PSH, RST, SYN, URG
 from fata.platform.memory import MemoryWire
 from hypothesis import HealthCheck, given, settings
@@ -217,7 +218,7 @@ def test_tcp_state_machine_survives_arbitrary_segments(segments: list) -> None:
             seg.tsval = tsval
             seg.sack = [((conn.snd_una + x) & 0xFFFFFFFF, (conn.snd_una + x + n) & 0xFFFFFFFF)
                         for x, n in sacks]
-            b._tcp_send(IP_B, IP_A, seg, 0)
+            tcp_output.transmit(b.ip, IP_B, IP_A, seg, 0, b.loop.time())
             await settle()
         assert a.stats().get("internal_errors", 0) == 0
         assert b.stats().get("internal_errors", 0) == 0

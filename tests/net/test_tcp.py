@@ -25,6 +25,7 @@ from fata.net.errors import ParseError
 from fata.net.ipv4 import Ipv4Config
 from fata.net.stack import DirectStack
 from fata.net.tcp import State, TcpConfig
+from fata.net.tcp import output as tcp_output
 from fata.net.tcp_wire import ACK, FIN, RST, SYN, Segment
 from fata.platform.memory import MemoryWire
 
@@ -277,7 +278,7 @@ def test_keepalive_detects_a_dead_peer() -> None:
 
 
 def inject(stack: DirectStack, src: str, dst: str, seg: Segment) -> None:
-    stack._tcp_send(ipv4.addr(src), ipv4.addr(dst), seg, 0)
+    tcp_output.transmit(stack.ip, ipv4.addr(src), ipv4.addr(dst), seg, 0, stack.loop.time())
 
 
 def test_rfc5961_rst_and_syn_in_window_get_challenge_acks() -> None:

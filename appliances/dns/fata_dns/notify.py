@@ -78,7 +78,7 @@ class NotifySender:
             if (msg_id, target) not in self._pending:
                 return msg_id
 
-    def due(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
+    def on_timer(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         """Datagrams to send now (first transmissions and retransmissions)."""
         out = []
         for key, item in list(self._pending.items()):
@@ -94,7 +94,7 @@ class NotifySender:
         return out
 
     def next_deadline(self) -> float | None:
-        """When :meth:`due` next has something to do, if ever."""
+        """When :meth:`on_timer` next has something to do, if ever."""
         return min((p.due for p in self._pending.values()), default=None)
 
     def on_reply(self, payload: bytes, peer: tuple[object, int]) -> bool:

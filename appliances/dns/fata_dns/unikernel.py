@@ -148,7 +148,7 @@ class DnsAppliance:
     async def _notify_loop(self) -> None:
         while True:
             now = self.clock.monotonic()
-            for message, target in self.notifier.due(now):
+            for message, target in self.notifier.on_timer(now):
                 self._notify_endpoint.sendto(message, target)
             deadline = self.notifier.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())

@@ -46,6 +46,7 @@ from fata.net.flows import DirectFlow, DirectTcpListener, DirectUdpEndpoint, add
 from fata.net.ip import IpLayer, Link
 from fata.net.ipv4 import Ipv4Config
 from fata.net.tcp import Connection, Listener, State, TcpConfig, TcpEngine
+from fata.net.tcp import output as tcp_output
 from fata.runtime import trace
 
 EPHEMERAL = (49152, 65535)
@@ -357,35 +358,6 @@ class DirectStack(Stack):
         pseudo = checksum.pseudo_header_ipv4(src, dst, udp.PROTO, udp.HEADER_LEN + len(data))
         self.ip_send(src, dst, ipv4.PROTO_UDP, udp.build(sport, dport, data, pseudo))
 
-    def _tcp_send(self, src: bytes, dst: bytes, seg: tcp_wire.Segment, mss: int) -> None:
-        ip = self.ip
-        link = ip.egress(dst)
-        if link is None:
-            ip.counters["ipv4_no_route"] = ip.counters.get("ipv4_no_route", 0) + 1
-            return
-        now = self.loop.time()
-        payload = seg.payload
-        plen = len(payload)
-        if link.csum_offload:
-            head = tcp_wire.header(seg, None)
-            tcp_len = len(head) + plen
-            psum = checksum.pseudo_header_ipv4(src, dst, 6, tcp_len)
-            head = head[:16] + psum.to_bytes(2, "big") + head[18:]
-            gso = mss if plen > mss and link.tso else 0
-            iph = ipv4.header(src, dst, 6, tcp_len, ip.next_ident(), df=True)
-            ip.link_send(dst, [iph + head, payload], now, csum_start=34, csum_offset=16,
-                         gso_size=gso)
-            return
-        head = tcp_wire.header(seg, 0)  # sized first: options decide the length
-        tcp_len = len(head) + plen
-        head = tcp_wire.header(seg, checksum.pseudo_header_ipv4(src, dst, 6, tcp_len))
-        segment = head + bytes(payload) if plen else head
-        if ipv4.HEADER_LEN + tcp_len <= link.mtu:
-            iph = ipv4.header(src, dst, 6, tcp_len, ip.next_ident(), df=True)
-            ip.link_send(dst, [iph, segment], now)
-        else:
-            ip.send(src, dst, 6, segment, now)
-
     # ------------------------------------------------------------------ engine plumbing
 
     def flush(self) -> None:
@@ -395,8 +367,9 @@ class DirectStack(Stack):
         while tcp.outbox:
             out = tcp.outbox
             tcp.outbox = []
+            now = self.loop.time()
             for src, dst, seg, mss in out:
-                self._tcp_send(src, dst, seg, mss)
+                tcp_output.transmit(self.ip, src, dst, seg, mss, now)
         if tcp.accepted:
             accepted = tcp.accepted
             tcp.accepted = []
