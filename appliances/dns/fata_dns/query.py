@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from fata_dns.names import MAX_NAME, read_name
+from fata_dns.names import MAX_NAME, Budget, read_name, skip_name
 from fata_dns.records import OPT
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -107,8 +107,17 @@ def question_end(msg: bytes, checked: bool = True) -> int:
     return end if end <= n and pos - 11 <= MAX_NAME else -1
 
 
-def parse_query(msg: bytes) -> Query:
-    """Parse ``msg``; raise :class:`Drop` or :class:`FormErr` if it is not a usable query."""
+def parse_query(msg: bytes, budget: Budget | None = None) -> Query:
+    """Parse ``msg``; raise :class:`Drop` or :class:`FormErr` if it is not a usable query.
+
+    Bounded work (issue 12): the names are read under one :class:`~fata_dns.names.Budget`
+    for the message (``Budget.for_message(msg)`` unless the caller passes one, whose
+    ``steps`` then tell the work done), and only what a query can need is decompressed:
+    the question and the OPT owner.  The records of the answer and authority sections and
+    the other additional records (a TSIG, which this server does not verify, or anything
+    else) are skipped by their RDLENGTH, their owner names walked in place
+    (:func:`~fata_dns.names.skip_name`) and never followed through compression pointers.
+    """
     if len(msg) < 12:
         raise Drop("shorter than a DNS header")
     _, flags, qd, an, ns, ar = _HEADER.unpack_from(msg, 0)
@@ -117,16 +126,19 @@ def parse_query(msg: bytes) -> Query:
         raise Drop("a response, not a query")
     if qd != 1:
         raise FormErr("QDCOUNT is not 1", msg_id, flags)
+    if budget is None:
+        budget = Budget.for_message(msg)
+    n = len(msg)
     offset = question_end(msg)
     if offset > 0:
         question = msg[12:offset]
         qname = question[:-4]
     else:  # a compressed name (a pointer into the header), or a malformed question
         try:
-            qname, offset = read_name(msg, 12)
+            qname, offset = read_name(msg, 12, budget)
         except ValueError as exc:
             raise FormErr(f"question name: {exc}", msg_id, flags) from None
-        if offset + 4 > len(msg):
+        if offset + 4 > n:
             raise FormErr("truncated question", msg_id, flags)
         question = qname + msg[offset : offset + 4]
         offset += 4
@@ -134,29 +146,31 @@ def parse_query(msg: bytes) -> Query:
     edns: Edns | None = None
     try:
         for _ in range(an + ns):
-            _, offset = read_name(msg, offset)
-            if offset + 10 > len(msg):
+            offset = skip_name(msg, offset, budget)
+            if offset + 10 > n:
                 raise ValueError("truncated record")
             rtype, _, _, rdlen = _RR.unpack_from(msg, offset)
             if rtype == OPT:
                 raise ValueError("OPT outside the additional section")
             offset += 10 + rdlen
-            if offset > len(msg):
+            if offset > n:
                 raise ValueError("record data runs past the end")
         for _ in range(ar):
-            owner, offset = read_name(msg, offset)
-            if offset + 10 > len(msg):
+            start = offset
+            offset = skip_name(msg, offset, budget)
+            if offset + 10 > n:
                 raise ValueError("truncated record")
             rtype, rclass, ttl, rdlen = _RR.unpack_from(msg, offset)
             offset += 10
             end = offset + rdlen
-            if end > len(msg):
+            if end > n:
                 raise ValueError("record data runs past the end")
             if rtype == OPT:
                 if edns is not None:
                     edns = None  # answered without OPT, as BIND and Knot do
                     raise ValueError("more than one OPT record")  # RFC 6891 section 6.1.1
-                if owner != b"\x00":
+                # The one owner a query needs decompressed: it must be the root.
+                if msg[start] and read_name(msg, start, budget)[0] != b"\x00":
                     raise ValueError("OPT owner is not the root")
                 pos = offset
                 while pos < end:
@@ -167,7 +181,7 @@ def parse_query(msg: bytes) -> Query:
                     raise ValueError("EDNS option runs past the OPT record")
                 edns = Edns(rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000), ttl >> 24)
             offset = end
-        if offset != len(msg):
+        if offset != n:
             raise ValueError("trailing bytes after the last record")
     except ValueError as exc:
         raise FormErr(str(exc), msg_id, flags, question, edns is not None) from None
