@@ -30,8 +30,17 @@ appliance = Appliance(
             help="secondary ADDR[:PORT] to NOTIFY when a reload raises a serial; repeatable"),
         arg("tcp_idle_timeout", type=float, default=10.0,
             help="seconds before an idle TCP connection is closed"),
+        arg("tcp_initial_timeout", type=float, default=5.0,
+            help="seconds from a TCP connection's accept to its first complete message "
+                 "(bytes trickling in do not extend it)"),
+        arg("tcp_message_timeout", type=float, default=2.0,
+            help="seconds from the first byte of a TCP message to its last"),
         arg("tcp_max_connections", type=int, default=100,
-            help="concurrent TCP connections; more are refused"),
+            help="concurrent TCP connections; when full, a new one takes the slot of the "
+                 "oldest still waiting for its first message, else it is refused"),
+        arg("tcp_max_per_client", type=int, default=10,
+            help="concurrent TCP connections per client (IPv4 address, IPv6 /64); more "
+                 "are refused"),
     ],
     include=["dns.rdtypes"],
 )

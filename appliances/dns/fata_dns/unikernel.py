@@ -2,7 +2,9 @@
 
 UDP: the engine's ``handle_udp`` *is* the datagram handler (one call per query, nothing
 in between).  TCP: one task per connection runs a :class:`~fata_dns.tcp.TcpSession`
-under an idle timeout and a connection limit.  SIGHUP (``lifecycle.on_reload``) reloads
+until the deadline it names (first message, whole message, idle), waited on with the
+``Clock``; a :class:`~fata_dns.tcp.ConnectionTable` gives out the slots (per client, in
+all), and a connection it evicts is aborted here.  SIGHUP (``lifecycle.on_reload``) reloads
 every zone off the event loop and swaps the whole catalog at once, or logs the error and
 keeps the old one; zones whose serial grew are NOTIFYed to the configured secondaries,
 with message IDs from the ``Random`` device.  Zones are read only through the two ``KV``
@@ -22,7 +24,7 @@ from fata_dns.lookup import Catalog
 from fata_dns.notify import NotifySender
 from fata_dns.server import Server
 from fata_dns.sources import load_catalog
-from fata_dns.tcp import TcpSession
+from fata_dns.tcp import ConnectionTable, TcpSession, TcpState
 
 WARM_SLICE = 256  # memo entries precomputed between two turns of the event loop
 
@@ -54,9 +56,12 @@ class DnsAppliance:
         self.zone_keys: list[str] = list(args.zone or [])
         self.notify_targets = [parse_target(t) for t in (args.notify or [])]
         self.idle_timeout = float(args.tcp_idle_timeout)
-        self.max_connections = int(args.tcp_max_connections)
-        self.connections = 0
-        self.rejected_connections = 0
+        self.initial_timeout = float(args.tcp_initial_timeout)
+        self.message_timeout = float(args.tcp_message_timeout)
+        self.tcp_table = ConnectionTable(int(args.tcp_max_connections),
+                                         int(args.tcp_max_per_client))
+        self._flows: dict[TcpSession, Flow] = {}
+        self.tcp_timeouts = dict.fromkeys(TcpState, 0)
         self.notifier = NotifySender(random.bytes)
         self.server: Server | None = None
         self._notify_endpoint = None
@@ -93,8 +98,16 @@ class DnsAppliance:
                 f"stopping: {stats.queries_slow} queries on the full path, {stats.dropped} "
                 f"dropped, {stats.formerr} FORMERR, {stats.notimp} NOTIMP, {stats.refused} "
                 f"REFUSED, {stats.axfr} transfers ({stats.axfr_refused} refused), "
-                f"{self.rejected_connections} TCP connections over the limit, "
+                f"{self._tcp_counters()}, "
                 f"{stats.internal_errors} internal errors")
+
+    def _tcp_counters(self) -> str:
+        t, timeouts = self.tcp_table, self.tcp_timeouts
+        return (f"{t.refused_full + t.refused_per_client} TCP connections refused "
+                f"({t.refused_per_client} over the per-client limit, {t.refused_full} with the "
+                f"table full), {t.evicted} evicted before their first message, TCP timeouts "
+                f"{timeouts[TcpState.INITIAL]} initial, {timeouts[TcpState.MESSAGE]} message, "
+                f"{timeouts[TcpState.IDLE]} idle")
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -159,22 +172,32 @@ class DnsAppliance:
                 pass
 
     async def handle_flow(self, flow: Flow) -> None:
-        """One TCP connection (RFC 7766): many queries, pipelined, until idle or closed."""
-        if self.connections >= self.max_connections:
-            self.rejected_connections += 1
+        """One TCP connection (RFC 7766): many queries, pipelined, until a deadline passes
+        or the peer closes; refused or evicted as the connection table says."""
+        session = TcpSession(flow.peer, self.clock.monotonic(), self.idle_timeout,
+                             initial_timeout=self.initial_timeout,
+                             message_timeout=self.message_timeout)
+        admission = self.tcp_table.admit(session)
+        if not admission.admitted:
             flow.abort()
             return
-        self.connections += 1
-        session = TcpSession(flow.peer, self.clock.monotonic(), self.idle_timeout)
+        if admission.evicted is not None:  # its task reads b"" and ends
+            victim = self._flows.pop(admission.evicted, None)
+            if victim is not None:
+                victim.abort()
+        self._flows[session] = flow
         try:
             while not session.closed:
-                remaining = session.deadline - self.clock.monotonic()
+                deadline = session.next_deadline()
+                assert deadline is not None
+                remaining = deadline - self.clock.monotonic()
                 if remaining <= 0:
+                    self.tcp_timeouts[session.state] += 1
                     break
                 try:
                     data = await asyncio.wait_for(flow.read(), remaining)
                 except TimeoutError:
-                    break
+                    continue  # the deadline is checked on the session's own terms
                 if not data:
                     break
                 assert self.server is not None
@@ -183,7 +206,8 @@ class DnsAppliance:
         except ConnectionError:
             pass
         finally:
-            self.connections -= 1
+            self.tcp_table.remove(session)
+            self._flows.pop(session, None)
             try:
                 await flow.close()
             except ConnectionError:
