@@ -28,6 +28,14 @@ appliance = Appliance(
             help="address or CIDR allowed to transfer zones (AXFR/IXFR); repeatable"),
         arg("notify", type=str, multiple=True,
             help="secondary ADDR[:PORT] to NOTIFY when a reload raises a serial; repeatable"),
+        arg("rrl", type=float, default=0.0,
+            help="response rate limiting: UDP answers per second per client network (/24, "
+                 "/56) and kind of answer; over it answers are dropped or slipped (0: off)"),
+        arg("rrl_slip", type=int, default=2,
+            help="with --rrl, every Nth answer over the rate goes out truncated (TC) so a real "
+                 "client retries over TCP (0: never)"),
+        arg("rrl_window", type=float, default=15.0,
+            help="with --rrl, seconds of debt a flooding client must wait off"),
         arg("tcp_idle_timeout", type=float, default=10.0,
             help="seconds before an idle TCP connection is closed"),
         arg("tcp_initial_timeout", type=float, default=5.0,

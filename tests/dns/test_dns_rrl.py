@@ -4,10 +4,22 @@ class, slip, the window of debt, the table bound, and the truncated slip answer.
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import dns.flags
 import dns.message
-from fata_dns.rrl import ANSWER, NXDOMAIN, ResponseRateLimiter, RrlConfig, Verdict, truncated
+from fata_dns.rrl import (
+    ANSWER,
+    ERROR,
+    NODATA,
+    NXDOMAIN,
+    ResponseRateLimiter,
+    RrlConfig,
+    Verdict,
+    classify,
+    limited,
+    truncated,
+)
 
 A = ipaddress.ip_address("192.0.2.10")
 A_NEIGHBOUR = ipaddress.ip_address("192.0.2.200")  # same /24
@@ -74,3 +86,95 @@ def test_the_slip_answer_is_an_empty_truncated_response_to_the_question() -> Non
     assert not reply.answer and not reply.authority and not reply.additional
     assert truncated(b"\x00" * 11) is None
     assert truncated(b"\x12\x34" + b"\x00" * 10 + b"\x03ww") is None  # a name cut short
+
+
+def _reply(server, name: str, rdtype: str = "A") -> bytes:
+    query = dns.message.make_query(name, rdtype, use_edns=0)
+    query.flags &= ~dns.flags.RD
+    reply = server.handle_udp(query.to_wire(), ("127.0.0.1", 5000))
+    assert reply is not None
+    return reply
+
+
+def test_answers_are_classified_as_bind_accounts_them() -> None:
+    from dnstest_util import make_server
+    from fata_dns.names import from_text
+
+    server = make_server()
+
+    def zone_of(qname: bytes) -> bytes:
+        zone = server.catalog.zone_for(qname)
+        return zone.origin if zone else b""
+
+    www = from_text("www.example.org.", None)
+    assert classify(_reply(server, "WWW.example.org"), zone_of) == (ANSWER, www + b"\x00\x01")
+    assert classify(_reply(server, "www.example.org", "TXT"), zone_of) == (NODATA, www)
+    assert classify(_reply(server, "nope.example.org"), zone_of) == \
+        (NXDOMAIN, from_text("example.org.", None))
+    assert classify(_reply(server, "x.example.com"), zone_of) == (ERROR, b"")  # REFUSED
+    assert classify(b"\x00" * 5, zone_of) == (ERROR, b"")
+
+
+def test_limited_handler_sends_drops_and_slips() -> None:
+    from dnstest_util import make_server
+
+    server = make_server()
+    clock = [0.0]
+    rrl = ResponseRateLimiter(RrlConfig(rate=2, slip=2))
+    handler = limited(server.handle_udp, rrl, lambda q: b"", lambda: clock[0])
+    query = dns.message.make_query("www.example.org", "A").to_wire()
+    peer = (ipaddress.ip_address("203.0.113.9"), 5353)
+    out = [handler(query, peer) for _ in range(6)]
+    assert [dns.message.from_wire(r).answer != [] for r in out[:2]] == [True, True]
+    assert out[2] is None and out[4] is None
+    assert dns.message.from_wire(out[3]).flags & dns.flags.TC
+    clock[0] = 10.0  # the bucket refilled
+    assert dns.message.from_wire(handler(query, peer)).answer
+
+
+def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_path) -> None:
+    """The running appliance with ``--rrl 5``: 60 queries for one name from 127.0.0.1 get
+    about 5 answers, half of the rest truncated, the others dropped; a query of another kind
+    (a probe sent last, so every earlier reply has arrived when it does) and a client on
+    another /24 are answered in full; the stop line counts it all."""
+    import socket
+
+    from dnstest_util import RunningAppliance
+
+    a = RunningAppliance(["--rrl", "5", "--rrl-slip", "2"], tmp_path)
+    try:
+        a.wait()
+        flood = dns.message.make_query("www.example.org", "A")
+        probe = dns.message.make_query("example.org", "MX")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            start = time.monotonic()
+            for i in range(60):
+                flood.id = i
+                s.sendto(flood.to_wire(), (a.host, a.port))
+            elapsed = time.monotonic() - start
+            s.sendto(probe.to_wire(), (a.host, a.port))
+            replies = []
+            while True:
+                reply = dns.message.from_wire(s.recv(4096))
+                if reply.id == probe.id and reply.question == probe.question:
+                    break
+                replies.append(reply)
+        assert reply.answer and not reply.flags & dns.flags.TC
+        full = [r for r in replies if not r.flags & dns.flags.TC]
+        slipped = [r for r in replies if r.flags & dns.flags.TC]
+        assert all(r.answer for r in full) and not any(r.answer for r in slipped)
+        assert 5 <= len(full) <= 5 + 5 * elapsed + 1
+        over = 60 - len(full)
+        assert over // 2 - 1 <= len(slipped) <= over // 2 + 1
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.1.1", 0))  # another /24 of the loopback network
+            other.settimeout(5)
+            other.sendto(flood.to_wire(), (a.host, a.port))
+            answer = dns.message.from_wire(other.recv(4096))
+        assert answer.answer and not answer.flags & dns.flags.TC
+    finally:
+        a.stop()
+    line = next(ln for ln in a.output().splitlines() if "stopping:" in ln)
+    assert f"{len(slipped)} slipped" in line and f"{over - len(slipped)} dropped" in line

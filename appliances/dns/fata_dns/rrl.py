@@ -25,7 +25,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 ANSWER, NODATA, NXDOMAIN, REFERRAL, ERROR = "answer", "nodata", "nxdomain", "referral", "error"
 
@@ -144,3 +146,53 @@ def truncated(query: bytes) -> bytes | None:
         return None
     flags = bytes([(query[2] & 0x79) | 0x86, query[3] & 0x10])  # QR AA TC, opcode, RD; CD
     return query[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:end]
+
+
+def classify(reply: bytes, zone_of: Callable[[bytes], bytes]) -> tuple[str, bytes]:
+    """The answer class of ``reply`` and the name it is accounted under: (qname, qtype) for
+    an answer, qname for NODATA and referrals, the zone (``zone_of(qname)``) for NXDOMAIN,
+    nothing for errors.  The question is read as written (lowercased); a reply without a
+    readable question is an error."""
+    if len(reply) < 12:
+        return ERROR, b""
+    rcode = reply[3] & 0x0F
+    end = 12
+    while end < len(reply) and reply[end]:
+        if reply[end] & 0xC0:
+            return ERROR, b""
+        end += 1 + reply[end]
+    if end + 5 > len(reply) or reply[4:6] != b"\x00\x01":
+        return ERROR, b""
+    qname = reply[12:end + 1].lower()
+    if rcode == 3:
+        return NXDOMAIN, zone_of(qname)
+    if rcode != 0:
+        return ERROR, b""
+    if reply[6:8] != b"\x00\x00":
+        return ANSWER, qname + reply[end + 1:end + 3]
+    if not reply[2] & 0x04:  # NOERROR, no answer, not authoritative: a referral
+        return REFERRAL, qname
+    return NODATA, qname
+
+
+def limited(handler: Callable[[bytes, Any], bytes | None], rrl: ResponseRateLimiter,
+            zone_of: Callable[[bytes], bytes],
+            now: Callable[[], float]) -> Callable[[bytes, Any], bytes | None]:
+    """``handler`` (a datagram handler answering DNS queries) with every answer accounted:
+    sent, dropped (None) or replaced by the truncated slip answer.  ``now`` is the clock the
+    adapter passes in (the limiter itself reads none)."""
+    check = rrl.check
+
+    def answer(query: bytes, peer: Any) -> bytes | None:
+        reply = handler(query, peer)
+        if reply is None:
+            return None
+        kind, name = classify(reply, zone_of)
+        verdict = check(peer[0], kind, name, now())
+        if verdict is Verdict.SEND:
+            return reply
+        if verdict is Verdict.SLIP:
+            return truncated(query)
+        return None
+
+    return answer

@@ -22,6 +22,7 @@ from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
 from fata_dns.errors import ZoneError
 from fata_dns.lookup import Catalog
 from fata_dns.notify import NotifySender
+from fata_dns.rrl import ResponseRateLimiter, RrlConfig, limited
 from fata_dns.server import Server
 from fata_dns.sources import load_catalog
 from fata_dns.tcp import ConnectionTable, TcpSession, TcpState
@@ -58,6 +59,7 @@ class DnsAppliance:
         self.idle_timeout = float(args.tcp_idle_timeout)
         self.initial_timeout = float(args.tcp_initial_timeout)
         self.message_timeout = float(args.tcp_message_timeout)
+        self.rrl: ResponseRateLimiter | None = None
         self.tcp_table = ConnectionTable(int(args.tcp_max_connections),
                                          int(args.tcp_max_per_client))
         self._flows: dict[TcpSession, Flow] = {}
@@ -75,8 +77,15 @@ class DnsAppliance:
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = [a for a in self.stack.addresses if a.version == 4]
             self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
-        udp = await self.stack.udp_listen(self.args.listen, self.args.port, self.server.handle_udp,
-                                          reply_cache=self.server.reply_cache)
+        handler, reply_cache = self.server.handle_udp, self.server.reply_cache
+        self.rrl = None
+        if self.args.rrl > 0:  # every UDP answer accounted: none may leave from below Python
+            self.rrl = ResponseRateLimiter(RrlConfig(rate=self.args.rrl, slip=self.args.rrl_slip,
+                                                     window=self.args.rrl_window))
+            handler = limited(handler, self.rrl, self._zone_of, self.clock.monotonic)
+            reply_cache = None
+        udp = await self.stack.udp_listen(self.args.listen, self.args.port, handler,
+                                          reply_cache=reply_cache)
         tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)
         origins = ", ".join(f"{z.origin_text} (serial {z.serial})" for z in catalog.zones.values())
         self.console.info(f"serving {origins} on {self.args.listen}:{udp.local[1]} udp+tcp")
@@ -98,8 +107,21 @@ class DnsAppliance:
                 f"stopping: {stats.queries_slow} queries on the full path, {stats.dropped} "
                 f"dropped, {stats.formerr} FORMERR, {stats.notimp} NOTIMP, {stats.refused} "
                 f"REFUSED, {stats.axfr} transfers ({stats.axfr_refused} refused), "
-                f"{self._tcp_counters()}, "
+                f"{self._tcp_counters()}, {self._rrl_counters()}"
                 f"{stats.internal_errors} internal errors")
+
+    def _zone_of(self, qname: bytes) -> bytes:
+        """The zone an NXDOMAIN for ``qname`` is accounted under (RRL)."""
+        assert self.server is not None
+        zone = self.server.catalog.zone_for(qname)
+        return zone.origin if zone is not None else b""
+
+    def _rrl_counters(self) -> str:
+        if self.rrl is None:
+            return ""
+        c = self.rrl.counters
+        return (f"rate limiting {c.sent} answers sent, {c.dropped} dropped, {c.slipped} "
+                f"slipped, ")
 
     def _tcp_counters(self) -> str:
         t, timeouts = self.tcp_table, self.tcp_timeouts
