@@ -49,6 +49,13 @@ appliance = Appliance(
         arg("tcp_max_per_client", type=int, default=10,
             help="concurrent TCP connections per client (IPv4 address, IPv6 /64); more "
                  "are refused"),
+        arg("memo_bytes", type=int, default=32 << 20,
+            help="bytes of precomputed and memoised answers (accounted: key and value "
+                 "lengths plus a per-entry estimate); the zone's own names are kept, other "
+                 "answers enter on their second sighting once half is used"),
+        arg("reply_cache_bytes", type=int, default=16 << 20,
+            help="bytes of whole replies answered by query bytes (the platform's reply "
+                 "cache), bounded as --memo-bytes"),
     ],
     include=["dns.rdtypes"],
 )

@@ -29,7 +29,7 @@ def _wildcard(zone: Zone, qname: bytes) -> dict[int, RRset] | None:
 class Answer:
     """The sections of a response, before rendering."""
 
-    __slots__ = ("aa", "additional", "answer", "authority", "rcode", "required")
+    __slots__ = ("aa", "additional", "answer", "authority", "rcode", "required", "wild")
 
     def __init__(self, rcode: int = NOERROR, aa: bool = True) -> None:
         self.rcode = rcode
@@ -39,6 +39,9 @@ class Answer:
         self.additional: list[RRset] = []
         # Owners whose additional records must fit or set TC (in-domain glue, RFC 9471).
         self.required: set[bytes] = set()
+        # Synthesised from a wildcard for the question's own name (RFC 4592): the server
+        # does not memoise these per name (one entry per distinct name would be a flood's).
+        self.wild = False
 
 
 class Catalog:
@@ -109,6 +112,8 @@ class Catalog:
                 ans.rcode = NXDOMAIN
                 ans.authority.append(zone.negative_soa)
                 return
+            if depth == 0:
+                ans.wild = True
         if qtype == ANY:
             # RFC 8482 section 4.2: answer with one RRset rather than all of them.
             rrset = node.get(CNAME) or node[min(node)]

@@ -5,7 +5,7 @@ catalog is served:
 
 1. ``_exact``: the query minus its ID (``payload[2:]``) to the response minus its ID.  A
    response is a pure function of those bytes over UDP, so a hit costs one slice, one dict
-   lookup and one concatenation.  Bounded; cleared when full.
+   lookup and one concatenation.
 2. ``_memo``: (lowercase question, EDNS size class) to the rendered sections.  A query
    that misses the first level (new ID-independent bytes: another name case, a fresh EDNS
    cookie) is looked up here, without a full parse when it has the common shape
@@ -13,6 +13,17 @@ catalog is served:
    tail with the query's own question bytes, which echoes the question's case for free
    because every compression pointer to the question still lands on the same offsets.
    Filled at load by :meth:`Server.warm` (every name and type of every zone) and on demand.
+
+Both are bounded in bytes (``memo_bytes``, ``reply_cache_bytes``; :mod:`fata_dns.cache`):
+an entry is accounted as its keys' and values' lengths plus ``MEMO_OVERHEAD`` or
+``EXACT_OVERHEAD``, estimates of the Python objects and dict slot around them.  Once a
+budget is half used, entries made on demand enter only on a key's second sighting (a
+:class:`Doorkeeper`), so a flood of once-seen names passes through; the answers
+precomputed by :meth:`Server.warm`, and reply-cache entries of those answers (up to half
+its budget), are pinned: when a budget is reached the other entries are dropped together,
+never these.  Answers synthesised from a wildcard for the question's own name are
+memoised in neither level: each distinct name would be an entry, and a flood of names
+under a wildcard is a flood of them.
 
 Everything else (errors, EDNS versions, transfers, unusual questions) takes the full path.
 """
@@ -28,6 +39,7 @@ from fata.devices import ReplyCache
 
 from fata_dns import render as r
 from fata_dns.axfr import transfer_messages
+from fata_dns.cache import Budget, Doorkeeper
 from fata_dns.lookup import (
     BADVERS,
     FORMERR,
@@ -41,8 +53,15 @@ from fata_dns.lookup import (
 from fata_dns.query import Drop, FormErr, Query, parse_query, question_end
 from fata_dns.records import AXFR, DS, IN, IXFR, MAILA, MAILB, OPT
 
-EXACT_MAX_ENTRIES = 100_000
-MEMO_MAX_ENTRIES = 400_000
+MEMO_BYTES = 32 << 20  # default bounds (runtime arguments --memo-bytes, --reply-cache-bytes)
+REPLY_CACHE_BYTES = 16 << 20
+# Per-entry estimates beyond the lengths of the bytes (CPython 3.11, 64-bit, checked by
+# tests/dns/test_dns_memory_bounds.py): memo: key tuple 56 + question bytes header 33 +
+# variant int 28 + value tuple 64 + flags int 28 + counts bytes 40 + tail bytes header 33
+# + dict slot ~50 + pinned-set slot or transient-list slot ~30, rounded up;
+# reply cache: two bytes headers 2 x 33 + dict slot ~50 + transient-list slot ~10.
+MEMO_OVERHEAD = 384
+EXACT_OVERHEAD = 160
 EXACT_MAX_QUERY = 512
 NO_EDNS_LIMIT = 512
 TCP_LIMIT = 65535
@@ -70,13 +89,23 @@ class Stats:
 class Server:
     """Answers queries for a :class:`Catalog`; swap the catalog with :meth:`load`."""
 
-    def __init__(self, catalog: Catalog, axfr_allow: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, catalog: Catalog, axfr_allow: list[str] | tuple[str, ...] = (), *,
+                 memo_bytes: int = MEMO_BYTES,
+                 reply_cache_bytes: int = REPLY_CACHE_BYTES) -> None:
         self.stats = Stats()
         self.axfr_allow = [ipaddress.ip_network(a, strict=False) for a in axfr_allow]
         self._exact: dict[bytes, bytes] = {}
         self.reply_cache = ReplyCache(self._exact, prefix=2)
         """``_exact`` for the platform to answer from below Python (the query's ID is kept)."""
+        self.exact_budget = Budget(self._exact, reply_cache_bytes, EXACT_OVERHEAD,
+                                   pinned_max=int(reply_cache_bytes) // 2)
         self._memo: dict[tuple[bytes, int], tuple[int, bytes, bytes]] = {}
+        self.memo_budget = Budget(self._memo, memo_bytes, MEMO_OVERHEAD)
+        self._warm_keys: set[tuple[bytes, int]] = set()  # the memo's pinned keys
+        self._exact_door = Doorkeeper()
+        self._memo_door = Doorkeeper()
+        self._cacheable = True  # per query: False for a wildcard-synthesised answer
+        self._pinned_hit = False  # per query: answered from a pinned memo entry
         self._transfers: dict[bytes, list[bytes]] = {}
         self.catalog = catalog
         self.load(catalog)
@@ -84,8 +113,9 @@ class Server:
     def load(self, catalog: Catalog) -> None:
         """Serve ``catalog`` from now on (atomically: the caches go with the old one)."""
         self.catalog = catalog
-        self._exact.clear()  # in place: the platform holds it as the reply cache
-        self._memo = {}
+        self.exact_budget.reset()  # in place: the platform holds it as the reply cache
+        self.memo_budget.reset()
+        self._warm_keys = set()
         self._transfers = {}
 
     # -- UDP -----------------------------------------------------------------------------
@@ -99,6 +129,8 @@ class Server:
 
     def _udp_miss(self, payload: bytes) -> bytes | None:
         self.stats.queries_slow += 1
+        self._cacheable = True
+        self._pinned_hit = False
         try:
             reply = self._memo_fast(payload)
             if reply is None:
@@ -106,11 +138,14 @@ class Server:
         except Exception:  # the receive loop must survive anything; counted, and fuzzed to 0
             self.stats.internal_errors += 1
             return _servfail(payload)
-        if reply is not None and len(payload) <= EXACT_MAX_QUERY:
-            exact = self._exact
-            if len(exact) >= EXACT_MAX_ENTRIES:
-                exact.clear()
-            exact[payload[2:]] = reply[2:]
+        if reply is not None and self._cacheable and len(payload) <= EXACT_MAX_QUERY:
+            key = payload[2:]
+            value = reply[2:]
+            size = len(key) + len(value)
+            budget = self.exact_budget
+            if not (self._pinned_hit and budget.add(key, value, size, pinned=True)) \
+                    and (budget.used < budget.gate or self._exact_door.admit(key)):
+                budget.add(key, value, size)
         return reply
 
     def _memo_fast(self, payload: bytes) -> bytes | None:
@@ -127,9 +162,12 @@ class Server:
         if shape is None:
             return None
         end, qend, variant = shape
-        entry = self._memo.get((payload[12 : end + 1].lower() + payload[end + 1 : qend], variant))
+        key = (payload[12 : end + 1].lower() + payload[end + 1 : qend], variant)
+        entry = self._memo.get(key)
         if entry is None:
             return self._nxdomain_fast(payload, end, qend, variant)
+        if key in self._warm_keys:
+            self._pinned_hit = True
         flags, counts, tail = entry
         flags |= _rd_cd(payload)
         return payload[:2] + flags.to_bytes(2, "big") + counts + payload[12:qend] + tail
@@ -246,16 +284,21 @@ class Server:
             if ans.rcode == REFUSED:
                 self.stats.refused += 1
             entry = r.render(qlower, ans, limit, opt)
-            memo = self._memo
-            if len(memo) >= MEMO_MAX_ENTRIES:
-                memo.clear()
-            memo[key] = entry
+            if ans.wild:
+                self._cacheable = False  # nor in the reply cache (see the module's doc)
+            elif (self.memo_budget.used < self.memo_budget.gate
+                  or self._memo_door.admit(key)):
+                self.memo_budget.add(key, entry, len(qlower) + len(entry[1]) + len(entry[2]))
+        elif key in self._warm_keys:
+            self._pinned_hit = True
         flags, counts, tail = entry
         return q.msg_id + (flags | rdcd).to_bytes(2, "big") + counts + q.question + tail
 
     def warm(self) -> Iterator[int]:
         """Precompute the answers of every name and type of every zone, for the common
-        size classes (no EDNS; EDNS at our payload size), one entry per step.
+        size classes (no EDNS; EDNS at our payload size), one entry per step.  These
+        entries are pinned; precomputation stops when they fill the memo's byte budget
+        (the rest are memoised on demand).
 
         A generator so that the caller decides when to do the work: the unikernel runs
         it in slices after its listeners are up, so the first answer is not delayed.
@@ -273,9 +316,15 @@ class Server:
                         question = owner + rtype.to_bytes(2, "big") + b"\x00\x01"
                         variant = (limit << 2) | (0 if opt is None else 1)
                         key = (question, variant)
-                        if key not in self._memo:
+                        if key not in self._warm_keys:
                             ans = catalog.resolve(owner, rtype)
-                            self._memo[key] = r.render(question, ans, limit, opt)
+                            entry = r.render(question, ans, limit, opt)
+                            self._memo.pop(key, None)  # made on demand: pinned from now on
+                            if not self.memo_budget.add(
+                                    key, entry,
+                                    len(question) + len(entry[1]) + len(entry[2]), pinned=True):
+                                return  # the budget is full: the rest on demand
+                            self._warm_keys.add(key)
                         done += 1
                         yield done
 

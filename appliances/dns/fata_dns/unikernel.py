@@ -73,7 +73,9 @@ class DnsAppliance:
 
     async def run(self, lifecycle: Lifecycle) -> None:
         catalog = load_catalog(self.zone_keys, self.data, self.zones)
-        self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []))
+        self.server = Server(catalog, axfr_allow=list(self.args.axfr_allow or []),
+                             memo_bytes=int(self.args.memo_bytes),
+                             reply_cache_bytes=int(self.args.reply_cache_bytes))
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = [a for a in self.stack.addresses if a.version == 4]
             self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
