@@ -17,6 +17,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = ROOT / "appliances" / "dns"
@@ -208,3 +209,39 @@ def network_namespace(name: str) -> Iterator[None]:
             raise OSError(ctypes.get_errno(), "setns back failed")
         os.close(own)
         os.close(target)
+
+
+APPLIANCE_STACKS = [
+    "socket",
+    pytest.param("direct", marks=[
+        pytest.mark.root, pytest.mark.tool("ip"),
+        pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")]),
+]
+"""The stacks the appliance's own tests run it on (``params=`` of their fixtures)."""
+
+
+def ip_cmd(*cmd: str) -> None:
+    """``ip CMD`` (iproute2), failing the test if it fails."""
+    subprocess.run(["ip", *cmd], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def appliance_on(net: str, args: list[str], tmp: Path, *,
+                 host_addresses: tuple[str, ...] = ()) -> Iterator[RunningAppliance]:
+    """The appliance running on stack ``net`` until the block ends: on host sockets, or on
+    Fata's own stack with its default TAP in a network namespace made here and joined by
+    this thread for the duration (``host_addresses`` are added to the TAP's host side)."""
+    with contextlib.ExitStack() as stack:
+        if net == "direct":
+            ns = f"fatadns{os.getpid() % 100000}x{len(tmp.name)}"
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            ip_cmd("netns", "add", ns)
+            stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
+            ip_cmd("-n", ns, "link", "set", "lo", "up")
+            stack.enter_context(network_namespace(ns))
+        a = RunningAppliance(args, tmp, net=net)
+        stack.callback(a.stop)
+        a.wait()
+        for address in host_addresses if net == "direct" else ():
+            ip_cmd("addr", "add", f"{address}/24", "dev", "fata0")
+        yield a

@@ -5,8 +5,6 @@ default TAP inside a network namespace made here (the test joins it for the modu
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import socket
 import struct
@@ -22,11 +20,12 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from dnstest_util import (
+    APPLIANCE_STACKS,
     EXAMPLE_ZONE,
     LAB_ZONE,
     OTHER_ZONE,
     RunningAppliance,
-    network_namespace,
+    appliance_on,
     query,
     rrs,
     wait_until,
@@ -54,19 +53,7 @@ def zone_args(paths: list[Path]) -> list[str]:
     return [arg for p in paths for arg in ("--zone", str(p))]
 
 
-STACKS = [
-    pytest.param("socket", id="socket"),
-    pytest.param("direct", id="direct", marks=[
-        pytest.mark.root, pytest.mark.tool("ip"),
-        pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")]),
-]
-
-
-def _ip(*cmd: str) -> None:
-    subprocess.run(["ip", *cmd], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module", params=STACKS)
+@pytest.fixture(scope="module", params=APPLIANCE_STACKS)
 def app(request, tmp_path_factory):
     """The appliance on ``request.param``'s stack; ``client`` is the address tests ask from
     (allowed to transfer zones), ``other`` a second one of ours (not allowed)."""
@@ -74,21 +61,9 @@ def app(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"dns-app-{net}")
     paths = write_zones(tmp / "zones")
     client, other = ("127.0.0.1", "127.0.0.2") if net == "socket" else ("10.77.0.1", "10.77.0.5")
-    with contextlib.ExitStack() as stack:
-        if net == "direct":
-            ns = f"fatadns{os.getpid() % 100000}"
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            _ip("netns", "add", ns)
-            stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            stack.enter_context(network_namespace(ns))
-        a = RunningAppliance([*zone_args(paths), "--axfr-allow", f"{client}/32",
-                              "--tcp-idle-timeout", str(IDLE), "--tcp-max-connections",
-                              str(MAX_CONN)], tmp, net=net)
-        stack.callback(a.stop)
-        a.wait()
-        if net == "direct":  # the TAP exists now: give its host side a second address
-            _ip("addr", "add", f"{other}/24", "dev", "fata0")
+    args = [*zone_args(paths), "--axfr-allow", f"{client}/32", "--tcp-idle-timeout", str(IDLE),
+            "--tcp-max-connections", str(MAX_CONN)]
+    with appliance_on(net, args, tmp, host_addresses=(other,)) as a:
         a.client, a.other = client, other
         yield a
 

@@ -11,17 +11,22 @@ well-behaved clients out, and the counters show up in the stop line."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import select
 import socket
 import struct
-import subprocess
 import time
 
 import dns.message
 import pytest
-from dnstest_util import RunningAppliance, make_server, network_namespace, query, wait_until
+from dnstest_util import (
+    APPLIANCE_STACKS,
+    RunningAppliance,
+    appliance_on,
+    make_server,
+    query,
+    wait_until,
+)
 from fata_dns.tcp import ConnectionTable, TcpSession, TcpState, client_key
 
 
@@ -154,37 +159,13 @@ ARGS = ["--tcp-max-connections", str(MAX_CONN), "--tcp-max-per-client", str(PER_
 
 CLIENTS = (3, 4, 5, 6, 7, 8, 10, 20, 21)  # last bytes of the clients' addresses (.2 is the
 # appliance's own on the TAP)
-STACKS = [
-    pytest.param("socket", id="socket"),
-    pytest.param("direct", id="direct", marks=[
-        pytest.mark.root, pytest.mark.tool("ip"),
-        pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")]),
-]
-
-
-def _ip(*cmd: str) -> None:
-    subprocess.run(["ip", *cmd], check=True, capture_output=True)
-
-
-@pytest.fixture(params=STACKS)
+@pytest.fixture(params=APPLIANCE_STACKS)
 def app(request, tmp_path):
     """The appliance with ``ARGS``; ``prefix`` + a byte of ``CLIENTS`` is a client address."""
     net = request.param
-    with contextlib.ExitStack() as stack:
-        if net == "direct":
-            ns = f"fatatcp{os.getpid() % 100000}"
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            _ip("netns", "add", ns)
-            stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            stack.enter_context(network_namespace(ns))
-        a = RunningAppliance(ARGS, tmp_path, net=net)
-        stack.callback(a.stop)
-        a.wait()
+    hosts = tuple(f"10.77.0.{last}" for last in CLIENTS)
+    with appliance_on(net, ARGS, tmp_path, host_addresses=hosts) as a:
         a.prefix = "127.0.0." if net == "socket" else "10.77.0."
-        if net == "direct":  # the TAP exists now: give its host side the clients' addresses
-            for last in CLIENTS:
-                _ip("addr", "add", f"10.77.0.{last}/24", "dev", "fata0")
         yield a
 
 
