@@ -153,7 +153,6 @@ def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_p
             for i in range(60):
                 flood.id = i
                 s.sendto(flood.to_wire(), (a.host, a.port))
-            elapsed = time.monotonic() - start
             s.sendto(probe.to_wire(), (a.host, a.port))
             replies = []
             while True:
@@ -161,13 +160,15 @@ def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_p
                 if reply.id == probe.id and reply.question == probe.question:
                     break
                 replies.append(reply)
+            elapsed = time.monotonic() - start  # the bucket refills meanwhile
         assert reply.answer and not reply.flags & dns.flags.TC
         full = [r for r in replies if not r.flags & dns.flags.TC]
         slipped = [r for r in replies if r.flags & dns.flags.TC]
         assert all(r.answer for r in full) and not any(r.answer for r in slipped)
         assert 5 <= len(full) <= 5 + 5 * elapsed + 1
         over = 60 - len(full)
-        assert over // 2 - 1 <= len(slipped) <= over // 2 + 1
+        refills = len(full) - 5  # each answer sent mid-flood restarts the slip count
+        assert over // 2 - 1 - refills <= len(slipped) <= over // 2 + 1 + refills
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
             other.bind(("127.0.1.1", 0))  # another /24 of the loopback network
             other.settimeout(5)
