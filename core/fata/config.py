@@ -61,6 +61,7 @@ BUILTIN_KEYS = ("net", "loop")
 
 _ARG_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PORT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")  # a netif, block or kv_runtime name
 _ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -118,7 +119,7 @@ def stack(netifs: list[str] | tuple[str, ...] | None = None) -> DeviceSpec:
 def _port_name(what: str, name: str | None, origin: tuple[str | None, int | None]) -> dict[str, Any]:
     if name is None:
         return {}
-    if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,30}$", name):
+    if not isinstance(name, str) or not _PORT_RE.match(name):
         raise ConfigError(f"{what}() name {name!r} must be lowercase letters, digits, - or _",
                           *origin)
     return {"name": name}
@@ -420,7 +421,7 @@ def _named(key: str, spec: DeviceSpec) -> DeviceSpec:
     """A netif, block or run-time KV device's run-time name: its own, or its key in ``devices``."""
     if spec.kind not in ("netif", "block", "kv_runtime") or "name" in spec.params:
         return spec
-    if not re.match(r"^[a-z][a-z0-9_-]{0,30}$", key):
+    if not _PORT_RE.match(key):
         raise ConfigError(f"{spec.kind} device {key!r}: its key is its run-time name, so it "
                           "must be lowercase letters, digits, - or _", *spec.origin)
     return DeviceSpec(spec.kind, {**spec.params, "name": key}, spec.origin)

@@ -17,6 +17,7 @@ import pytest
 from fata.devices import AddressInUse, Flow, ReplyCache, sockaddr
 from fata.platform.socket_stack import Batch, SocketStack
 from fata.platform.unix import UnixConsole
+from net._services import until
 
 
 def run(coro):
@@ -84,16 +85,6 @@ async def received_before_marker(client: socket.socket) -> list[bytes]:
     while (data := await asyncio.wait_for(loop.sock_recv(client, 100), 2)) != marker:
         got.append(data)
     return got
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds (the stack handled what was sent), polling the
-    event loop every millisecond."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.001)
 
 
 def _mmsg_built() -> bool:

@@ -245,3 +245,38 @@ def appliance_on(net: str, args: list[str], tmp: Path, *,
         for address in host_addresses if net == "direct" else ():
             ip_cmd("addr", "add", f"{address}/24", "dev", "fata0")
         yield a
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from a stream socket; ``ConnectionError`` if it closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def read_tcp(s: socket.socket) -> dns.message.Message:
+    """One length-framed DNS message from a TCP connection (RFC 1035 4.2.2)."""
+    head = recv_exact(s, 2)
+    return dns.message.from_wire(recv_exact(s, int.from_bytes(head, "big")))
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of the appliance: the ``fata run`` process or its child, the larger."""
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        pass
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total = max(total, int(line.split()[1]))
+        except FileNotFoundError:
+            pass
+    return total

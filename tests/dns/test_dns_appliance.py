@@ -27,7 +27,9 @@ from dnstest_util import (
     RunningAppliance,
     appliance_on,
     query,
+    read_tcp,
     rrs,
+    rss_kb,
     wait_until,
 )
 
@@ -167,30 +169,15 @@ def test_tcp_pipelining_several_queries_one_connection(app) -> None:
     with socket.create_connection((app.host, app.port), timeout=3) as s:
         # All four in one write: the server must answer each, in order.
         s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in qs)))
-        answers = [_read_tcp(s) for _ in qs]
+        answers = [read_tcp(s) for _ in qs]
         # And the connection stays usable for more.
         q5 = dns.message.make_query("ns1.example.org", "AAAA")
         w5 = q5.to_wire()
         s.sendall(struct.pack("!H", len(w5)) + w5)
-        answers.append(_read_tcp(s))
+        answers.append(read_tcp(s))
     assert [a.id for a in answers] == [q.id for q in qs] + [q5.id]
     assert answers[2].rcode() == dns.rcode.NXDOMAIN
     assert rrs(answers[4].answer) == {"ns1.example.org. 3600 AAAA 2001:db8::1"}
-
-
-def _read_tcp(s: socket.socket) -> dns.message.Message:
-    head = _recv_exact(s, 2)
-    return dns.message.from_wire(_recv_exact(s, struct.unpack("!H", head)[0]))
-
-
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
 
 
 @pytest.mark.tool("dig")
@@ -219,7 +206,7 @@ def test_tcp_connection_limit(app) -> None:
             s = socket.create_connection((app.host, app.port), timeout=3)
             w = dns.message.make_query("www.example.org", "A").to_wire()
             s.sendall(struct.pack("!H", len(w)) + w)
-            _read_tcp(s)  # the connection is established and counted
+            read_tcp(s)  # the connection is established and counted
             conns.append(s)
         w = dns.message.make_query("www.example.org", "A").to_wire()
         try:  # the one over the limit is reset (Flow.abort), maybe before connect returns
@@ -348,33 +335,10 @@ def test_ten_thousand_names_start_and_memory(tmp_path: Path) -> None:
             "h9999.big10k.test. 300 A 10.0.39.15"}
         wait_until(lambda: "precomputed" in a.output(), timeout=60,  # the memo is complete
                    what="precomputation finished", detail=a.output)
-        rss_kb = _rss_kb(a.proc.pid)
-        assert rss_kb < 100 * 1024, f"resident memory {rss_kb} kB"
+        resident = rss_kb(a.proc.pid)
+        assert resident < 100 * 1024, f"resident memory {resident} kB"
     finally:
         a.stop()
-
-
-def _rss_kb(pid: int) -> int:
-    """Resident memory of the appliance (the python process itself, or its child)."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total = max(total, int(line.split()[1]))
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-
 
 
 def test_baked_default_zone_without_zone_argument(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import dns.rcode
 import dns.rrset
 import dns.tsigkeyring
 import pytest
-from dnstest_util import EXAMPLE_ZONE, RunningAppliance, query
+from dnstest_util import EXAMPLE_ZONE, RunningAppliance, query, recv_exact
 from fata_dns import query as q_mod
 from fata_dns import server as server_mod
 from fata_dns.names import MAX_HOPS, STEPS_PER_OCTET, Budget, read_name, skip_name
@@ -331,16 +331,6 @@ def test_legitimate_queries_parse_as_before(name, rdtype, edns, extra, tsig) -> 
 
 # -- the running appliance ----------------------------------------------------------------
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
 def test_appliance_keeps_answering_during_the_attack(tmp_path: Path) -> None:
     app = RunningAppliance(["--zone", str(EXAMPLE_ZONE)], tmp_path)
     try:
@@ -355,8 +345,8 @@ def test_appliance_keeps_answering_during_the_attack(tmp_path: Path) -> None:
                 with socket.create_connection((app.host, app.port), timeout=30) as s:
                     s.sendall(b"".join(struct.pack("!H", len(m)) + m for m in msgs))
                     for _ in msgs:
-                        head = _recv_exact(s, 2)
-                        body = _recv_exact(s, struct.unpack("!H", head)[0])
+                        head = recv_exact(s, 2)
+                        body = recv_exact(s, struct.unpack("!H", head)[0])
                         attack_replies.append(dns.message.from_wire(body))
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)

@@ -21,6 +21,7 @@ from dnstest_util import (
     RunningAppliance,
     query,
     rrs,
+    rss_kb,
 )
 
 FLOOD = 200_000
@@ -189,25 +190,6 @@ def test_doorkeeper_and_budget_regions() -> None:
     assert not entries and budget.used == 0
 
 
-def _rss_kb(pid: int) -> int:
-    """Resident memory of the appliance (the python process itself, or its child), as
-    tests/dns/test_dns_appliance.py reads it."""
-    total = 0
-    pids = [pid]
-    try:
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total = max(total, int(line.split()[1]))
-        except FileNotFoundError:
-            pass
-    return total
-
-
 def test_appliance_flood_keeps_rss_and_answers(tmp_path: Path) -> None:
     """A bounded flood (60,000 distinct long wildcard names, at most 20 s, to 127.0.0.1)."""
     a = RunningAppliance([], tmp_path)
@@ -243,10 +225,10 @@ def test_appliance_flood_keeps_rss_and_answers(tmp_path: Path) -> None:
         assert slowest < 1.0, slowest
         msg = query(a.port, "some.apps.example.org", timeout=1.0)
         assert rrs(msg.answer) == _expected("some.apps.example.org.", "A")
-        rss_kb = _rss_kb(a.proc.pid)
+        resident = rss_kb(a.proc.pid)
         print(f"appliance: {sent} flood queries, slowest ordinary answer {slowest:.3f} s, "
-              f"RSS {rss_kb} kB")
-        assert rss_kb < 100 * 1024, f"resident memory {rss_kb} kB after {sent} queries"
+              f"RSS {resident} kB")
+        assert resident < 100 * 1024, f"resident memory {resident} kB after {sent} queries"
     finally:
         sock.close()
         a.stop()

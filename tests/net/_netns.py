@@ -15,7 +15,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from fata.net.ipv4 import Ipv4Config
@@ -124,15 +124,3 @@ class Lab:
         rc, out = await self.run(PYTHON, "-c", code, *args, timeout=timeout)
         assert rc == 0, out
         return out
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0,
-                     what: str = "the condition") -> None:
-    """Wait until ``predicate()`` holds (a stack's state after a Linux peer is done with
-    it), polling every 10 ms; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        await asyncio.sleep(0.01)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from ._netns import PYTHON, Lab, eventually, needs_tap
-from ._services import PEER_BULK, PEER_CONCURRENT, serve_all
+from ._netns import PYTHON, Lab, needs_tap
+from ._services import PEER_BULK, PEER_CONCURRENT, serve_all, until
 
 pytestmark = needs_tap
 BULK = 50 * 1024 * 1024
@@ -175,9 +175,9 @@ def test_200_concurrent_connections(lab: Lab) -> None:
             out = await lab.python(PEER_CONCURRENT, lab.app_ip, "200")
             assert out.strip() == "200"
             # the peer has closed all 200: each of ours follows once its FIN has arrived
-            await eventually(lambda: not any(c.state.name == "ESTABLISHED"
-                                             for c in stack.tcp.conns.values()),
-                             what="every connection past ESTABLISHED")
+            await until(lambda: not any(c.state.name == "ESTABLISHED"
+                                        for c in stack.tcp.conns.values()),
+                        step=0.01, what="every connection past ESTABLISHED")
     run(main())
 
 

@@ -16,7 +16,6 @@ from fata.devices import (
     AddressLike,
     DatagramHandler,
     Flow,
-    FlowHandler,
     ReplyCache,
     TcpListener,
     UdpEndpoint,
@@ -171,10 +170,9 @@ class DirectFlow(Flow):
 class DirectTcpListener(TcpListener):
     """A listening port of a ``DirectStack``."""
 
-    def __init__(self, stack: DirectStack, listener: Listener, handler: FlowHandler) -> None:
+    def __init__(self, stack: DirectStack, listener: Listener) -> None:
         self._stack = stack
         self.listener = listener
-        self.handler = handler
         self.local = address(listener.ip, listener.port)
 
     def close(self) -> None:

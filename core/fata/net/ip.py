@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from fata.net import arp, checksum, ethernet, icmp, ipv4
 from fata.net.errors import ParseError
 from fata.net.ipv4 import Ipv4Config, Ipv4Header
-from fata.net.routing import RoutingTable
+from fata.net.routing import Route, RoutingTable
 
 Transmit = Callable[[int, list[bytes], dict[str, int]], None]
 """``transmit(link_index, pieces, offload)``: one frame (Ethernet header first) to a link."""
@@ -64,6 +64,7 @@ class Link:
     config: Ipv4Config | None = None
     arp: arp.Arp = field(init=False)
     headers: dict[bytes, bytes] = field(default_factory=dict)  # next-hop MAC -> Ethernet header
+    routes: list[Route] = field(default_factory=list)  # the ones its address brought
 
     def __post_init__(self) -> None:
         self.arp = arp.Arp(self.mac)
@@ -109,12 +110,14 @@ class IpLayer:
         """Give link ``index`` its address (None: none), with its connected route and, when
         the config names one, a default route through its gateway."""
         link = self.links[index]
-        self.routes.remove_interface(index)
+        for route in link.routes:  # static routes through the link stay (a DHCP renewal)
+            self.routes.remove(route)
+        link.routes = []
         link.config = config
         if config is not None:
-            self.routes.add((config.address, config.prefix_len), index)
+            link.routes.append(self.routes.add((config.address, config.prefix_len), index))
             if config.gateway is not None:
-                self.routes.add((_ANY, 0), index, config.gateway)
+                link.routes.append(self.routes.add((_ANY, 0), index, config.gateway))
         self.local = {lk.config.address for lk in self.links if lk.config is not None}
         self.broadcast = {_BROADCAST} | {lk.config.broadcast for lk in self.links
                                          if lk.config is not None}

@@ -519,7 +519,7 @@ class DirectStack(Stack):
         if self._taken(self.tcp.listeners, ip, port):
             raise AddressInUse(f"cannot listen on TCP {ipv4.ntoa(ip)}:{port}: already in use")
         listener = self.tcp.listen(ip, port, backlog)
-        wrapped = DirectTcpListener(self, listener, handler)
+        wrapped = DirectTcpListener(self, listener)
         self._listeners[listener] = wrapped
         self._handlers[listener] = trace.wrap_flow_handler(handler, f"tcp:{port}")
         return wrapped

@@ -34,15 +34,11 @@ from fata.platform import PlatformError
 from fata.platform.registry import DeviceContext
 
 KIND = "kv_runtime"
-_ADDED = "_fata_kv_option"
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--kv NAME=DIR``, repeatable; added once."""
-    if getattr(parser, _ADDED, False):
-        return
-    setattr(parser, _ADDED, True)
+    """``--kv NAME=DIR``, repeatable."""
     parser.add_argument(
         "--kv", action="append", default=[], metavar="NAME=DIR",
         help="the host directory holding run-time data store NAME (nothing outside it can be "
