@@ -133,3 +133,16 @@ def test_refragmenting_a_fragment_keeps_offsets_and_more_fragments() -> None:
     assert [h.frag_offset for h, _ in parsed] == [0, 576, 1152]
     assert all(h.mf for h, _ in parsed)  # the original had more after it
     assert b"".join(bytes(p) for _, p in parsed) == first[20:]
+
+
+def test_reconfiguring_a_link_replaces_its_own_routes_only() -> None:
+    ip, _sent = router()
+    static = ip.routes.add("192.0.2.0/24", 1, gateway=bytes([10, 2, 0, 9]))
+    ip.configure(1, Ipv4Config.from_text("10.2.0.1/24", "10.2.0.254"))  # a DHCP renewal
+    assert ip.routes.lookup(bytes([192, 0, 2, 5])) is static
+    assert ip.routes.lookup(bytes([10, 2, 0, 7])).iface == 1
+    assert ip.routes.lookup(bytes([8, 8, 8, 8])).gateway == bytes([10, 2, 0, 254])
+    ip.configure(1, None)  # the lease is lost: its routes go, the static one stays
+    assert ip.routes.lookup(bytes([10, 2, 0, 7])) is None
+    assert ip.routes.lookup(bytes([8, 8, 8, 8])) is None
+    assert ip.routes.lookup(bytes([192, 0, 2, 5])) is static
