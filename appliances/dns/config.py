@@ -36,6 +36,9 @@ appliance = Appliance(
                  "client retries over TCP (0: never)"),
         arg("rrl_window", type=float, default=15.0,
             help="with --rrl, seconds of debt a flooding client must wait off"),
+        arg("rrl_exempt", type=str, multiple=True,
+            help="with --rrl, address or CIDR whose answers are never limited (a monitor, "
+                 "a known resolver); repeatable"),
         arg("tcp_idle_timeout", type=float, default=10.0,
             help="seconds before an idle TCP connection is closed"),
         arg("tcp_initial_timeout", type=float, default=5.0,

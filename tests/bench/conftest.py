@@ -31,7 +31,8 @@ def harness() -> ModuleType:
 def bench(harness: ModuleType) -> SimpleNamespace:
     """The harness's parts (zones, check, dnsperf, ...) as attributes."""
     harness._bootstrap()
-    names = ["zones", "check", "dnsperf", "process", "peers", "options", "results", "runner"]
+    names = ["zones", "check", "dnsperf", "flood", "process", "peers", "options", "results",
+             "runner"]
     return SimpleNamespace(
         **{name: importlib.import_module(f"{harness.PACKAGE}.{name}") for name in names}
     )

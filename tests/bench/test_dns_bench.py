@@ -48,7 +48,30 @@ def test_quick_run_measures_fata_and_every_peer(harness, tmp_path, capsys) -> No
     assert record["config"]["server_core"] != record["config"]["load_core"]
     assert (tmp_path / "dns-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Fata" in (tmp_path / "dns-bench.txt").read_text()
+    _check_flood_rows(record, {"fata", *peers})
+    assert "spoofed flood" in (tmp_path / "dns-bench.txt").read_text()
     assert status == 0, printed.err
+
+
+def _check_flood_rows(record: dict, servers: set[str]) -> None:
+    """Every server ran the flood with its rate limiting on: the ordinary (exempt) queries
+    were all answered correctly, and few of the flood's queries got a full answer (for Fata
+    at most the rate's worth: 16 victim /24s at 5/s, plus one bucket each at the start), the
+    rest slipped or dropped, so fewer bytes left than arrived."""
+    flood = record["flood"]
+    assert flood["rate_qps"] == 20_000 and flood["size"] == 100
+    rows = {row["server"]: row for row in flood["results"]}
+    assert set(rows) == servers
+    for key, row in rows.items():
+        assert row["correct"] is True and row["status"] == "ok", (key, row["problems"])
+        assert row["qps"] > 0 and row["lost_pct"] < 1, (key, row)
+        f = row["flood"]
+        assert f["sent"] > 1000, key
+        assert 0 < f["full"] < 0.05 * f["sent"], (key, f)
+        if key == "fata":
+            assert f["full"] <= 16 * (5 + 5 * f["send_seconds"]) + 16, f
+        assert f["slipped"] > 0 and f["amplification"] < 1.0, (key, f)
+        assert 0 < row["quiet_ratio"], key
 
 
 def test_missing_peers_are_reported_as_missing(harness, tmp_path, monkeypatch) -> None:

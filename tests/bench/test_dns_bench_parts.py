@@ -345,9 +345,10 @@ def test_options_defaults_and_quick(bench: SimpleNamespace) -> None:
     assert full.peers == ["bind", "nsd", "knot"]
     assert full.out == options.REPO / "bench-results" / "dns"
     assert full.load_core != full.core
+    assert full.flood_rate == 20_000 and full.flood_size == 1000
     quick = options.settings(options.parser().parse_args(["--quick", "--against", "knot,bind"]))
     assert quick.sizes == [100] and quick.duration == 2.0 and quick.peers == ["knot", "bind"]
-    assert quick.rounds == 1
+    assert quick.rounds == 1 and quick.flood_size == 100
     none = options.parser().parse_args(["--against", ""])
     assert none.against == []
 
@@ -356,5 +357,117 @@ def test_main_refuses_bad_options_without_running_anything(harness, capsys) -> N
     assert harness.main(["--against", "powerdns"]) == 2
     assert "unknown peer(s) powerdns" in capsys.readouterr().err
     assert harness.main(["--sizes", "10,x"]) == 2
+    assert harness.main(["--flood-rate", "-1"]) == 2
+    assert "--flood-rate must be 0" in capsys.readouterr().err
     assert harness.main(["--core", "4096"]) == 2
     assert "core 4096 is not available" in capsys.readouterr().err
+
+
+# -- the spoofed flood ------------------------------------------------------------------
+
+
+def test_flood_sources_are_loopback_victims_spread_over_prefixes(bench: SimpleNamespace) -> None:
+    import ipaddress
+
+    sources = bench.flood.victim_addresses(16, 256)
+    assert len(set(sources)) == 256 and "127.0.0.1" not in sources
+    assert all(ipaddress.ip_address(a).is_loopback for a in sources)
+    prefixes = {a.rsplit(".", 1)[0] for a in sources}
+    assert len(prefixes) == 16
+    assert len(bench.flood.victim_addresses(3, 10)) == 10
+    with pytest.raises(ValueError, match="cannot spread"):
+        bench.flood.victim_addresses(2, 600)
+
+
+def test_flood_query_is_an_edns_txt_query_for_the_amplifier(bench: SimpleNamespace) -> None:
+    wire = bench.flood.query_wire(bench.zones.FLOOD_QNAME)
+    message = dns.message.from_wire(wire)
+    assert str(message.question[0].name) == bench.zones.FLOOD_QNAME
+    assert dns.rdatatype.to_text(message.question[0].rdtype) == "TXT"
+    assert message.edns == 0 and message.payload == 4096
+    assert not message.flags & dns.flags.RD
+
+
+def test_flood_zone_answer_is_a_kilobyte_amplifier(bench: SimpleNamespace, tmp_path) -> None:
+    zone = bench.zones.flood_zone()
+    parsed = dns.zone.from_file(str(zone.write(tmp_path / "f.db")), origin=zone.origin,
+                                relativize=False)
+    rrset = parsed.find_rrset(bench.zones.FLOOD_QNAME, "TXT")
+    query = bench.flood.query_wire(bench.zones.FLOOD_QNAME)
+    assert 900 < len(rrset[0].to_digestable()) < 1200 and len(query) < 60
+
+
+def test_flood_counts_classify_replies_and_read_back(bench: SimpleNamespace) -> None:
+    counts = bench.flood.FloodCounts(sent=10, sent_bytes=500, send_seconds=2.0)
+    query = dns.message.make_query("a.test.", "TXT")
+    full = dns.message.make_response(query)
+    full.answer.append(dns.rrset.from_text("a.test.", 60, "IN", "TXT", '"x"'))
+    slip = dns.message.make_response(query)
+    slip.flags |= dns.flags.TC
+    empty = dns.message.make_response(query)
+    for wire in (full.to_wire(), slip.to_wire(), slip.to_wire(), empty.to_wire(), b"\x00"):
+        counts.count(wire)
+    assert (counts.full, counts.slipped, counts.other, counts.replies) == (1, 2, 2, 5)
+    assert counts.per_second(counts.slipped) == 1.0
+    assert counts.amplification == counts.received_bytes / 500
+    import dataclasses
+    import json
+
+    again = bench.flood.FloodCounts.from_json(json.dumps(dataclasses.asdict(counts)))
+    assert again == counts
+    with pytest.raises(ValueError, match="not a flood report"):
+        bench.flood.FloodCounts.from_json('{"sent": 1}')
+    with pytest.raises(ValueError, match="not a flood report"):
+        bench.flood.FloodCounts.from_json("Traceback (most recent call last)")
+
+
+def test_flood_sends_from_every_source_and_counts_what_comes_back(
+    bench: SimpleNamespace,
+) -> None:
+    """Against a responder on loopback that answers even IDs in full and slips odd ones,
+    every query is sent from one of the sources and every reply counted by kind."""
+    import socket
+    import threading
+
+    responder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    responder.bind(("127.0.0.1", 0))
+    responder.settimeout(0.05)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                data, peer = responder.recvfrom(4096)
+            except TimeoutError:
+                continue
+            seen.append(peer[0])
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            if query.id % 2:
+                response.flags |= dns.flags.TC
+            else:
+                response.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN",
+                                                           "TXT", '"amplified"'))
+            responder.sendto(response.to_wire(), peer)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    sources = bench.flood.victim_addresses(4, 12)
+    try:
+        counts = bench.flood.run_flood(responder.getsockname(),
+                                       bench.flood.query_wire("a.test."), rate=400.0,
+                                       duration=0.3, sources=sources)
+    finally:
+        done.set()
+        thread.join(10)
+        responder.close()
+    assert counts.sent == len(seen) > 0 and set(seen) == set(sources)
+    assert counts.full + counts.slipped == counts.sent  # the drain waited for every reply
+    assert abs(counts.full - counts.slipped) <= 1 and counts.other == 0
+    assert counts.sent_bytes == counts.sent * len(bench.flood.query_wire("a.test."))
+
+
+def test_flood_refuses_a_server_off_loopback(bench: SimpleNamespace, capsys) -> None:
+    assert bench.flood.main(["--server", "192.0.2.1", "--port", "53", "--qname", "x."]) == 2
+    assert "must be a loopback address" in capsys.readouterr().err

@@ -89,20 +89,31 @@ CHECKERS = {
 }
 
 
+@pytest.mark.parametrize("flooded", [False, True], ids=["plain", "rrl"])
 @pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.tool(tool), id=key)
                                  for key, (tool, _argv) in sorted(CHECKERS.items())])
 def test_peer_configuration_passes_the_peers_own_checker(
-    bench: SimpleNamespace, key: str, tmp_path
+    bench: SimpleNamespace, key: str, flooded: bool, tmp_path
 ) -> None:
+    """Each peer's configuration, plain and with the flood run's second zone and rate
+    limiting, is accepted by the peer's own checker (which knows every option)."""
     _tool, argv = CHECKERS[key]
     zone = bench.zones.generate_zone(10)
     zone_file = zone.write(tmp_path / "zone.db")
+    setup = None
+    if flooded:
+        setup = bench.peers.base.FloodSetup(bench.zones.flood_zone().write(tmp_path / "f.db"),
+                                            bench.zones.FLOOD_ORIGIN)
     server = bench.peers.PEERS[key]()
-    launch = server.prepare(tmp_path, zone_file, zone.origin, bench.process.free_port())
+    launch = server.prepare(tmp_path, zone_file, zone.origin, bench.process.free_port(),
+                            flood=setup)
     conf = next(p for p in tmp_path.iterdir() if p.suffix == ".conf")
     done = subprocess.run(argv(conf), capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     assert str(conf) in launch.argv
+    text = conf.read_text()
+    assert (bench.zones.FLOOD_ORIGIN.rstrip(".") in text) == flooded
+    assert any(word in text for word in ("rate-limit", "rrl-ratelimit: 5")) == flooded
 
 
 def _installed_peer(bench: SimpleNamespace):
@@ -171,9 +182,9 @@ def test_measure_flags_a_real_server_serving_other_data(bench: SimpleNamespace, 
     zones = bench.zones
 
     class OtherData(type(server)):
-        def prepare(self, workdir, zone_file, origin, port):
+        def prepare(self, workdir, zone_file, origin, port, flood=None):
             other = zones.generate_zone(50, seed=2).write(workdir / "other.db")
-            return super().prepare(workdir, other, origin, port)
+            return super().prepare(workdir, other, origin, port, flood)
 
     case = _case(bench, tmp_path)
     row = bench.runner.measure(OtherData(), None, case, _settings(bench, core, 1), tmp_path / "run")
@@ -189,8 +200,8 @@ def test_measure_reports_a_server_that_dies_under_load(bench: SimpleNamespace, t
     core, _ = _cores(bench)
 
     class Dies(type(server)):
-        def prepare(self, workdir, zone_file, origin, port):
-            launch = super().prepare(workdir, zone_file, origin, port)
+        def prepare(self, workdir, zone_file, origin, port, flood=None):
+            launch = super().prepare(workdir, zone_file, origin, port, flood)
             return replace(launch, argv=["timeout", "-s", "KILL", "1.5", *launch.argv])
 
     case = _case(bench, tmp_path)

@@ -132,6 +132,33 @@ def test_limited_handler_sends_drops_and_slips() -> None:
     assert dns.message.from_wire(handler(query, peer)).answer
 
 
+def test_exempt_clients_are_answered_in_full_and_not_accounted() -> None:
+    from dnstest_util import make_server
+
+    server = make_server()
+    exempt = (ipaddress.ip_network("203.0.113.0/28"), ipaddress.ip_network("2001:db8::/32"))
+    rrl = ResponseRateLimiter(RrlConfig(rate=1, slip=2, exempt=exempt))
+    handler = limited(server.handle_udp, rrl, lambda q: b"", lambda: 0.0)
+    query = dns.message.make_query("www.example.org", "A").to_wire()
+    for peer in ((ipaddress.ip_address("203.0.113.9"), 53), (V6, 53)):
+        replies = [handler(query, peer) for _ in range(20)]
+        assert all(r is not None and dns.message.from_wire(r).answer for r in replies)
+    assert rrl.counters == type(rrl.counters)()  # nothing accounted
+    outside = (ipaddress.ip_address("203.0.113.17"), 53)  # same /24, outside the /28
+    assert [handler(query, outside) is not None for _ in range(3)] == [True, False, True]
+    assert rrl.counters.sent == 1 and rrl.counters.dropped == 1 and rrl.counters.slipped == 1
+
+
+def test_a_bad_exempt_network_is_named() -> None:
+    import pytest
+    from fata_dns.unikernel import networks
+
+    assert networks("--rrl-exempt", ["127.0.0.1", "10.0.0.0/8"]) == (
+        ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
+    with pytest.raises(ValueError, match="--rrl-exempt: 'nowhere' is not an address or CIDR"):
+        networks("--rrl-exempt", ["127.0.0.1", "nowhere"])
+
+
 def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_path) -> None:
     """The running appliance with ``--rrl 5``: 60 queries for one name from 127.0.0.1 get
     about 5 answers, half of the rest truncated, the others dropped; a query of another kind
@@ -179,3 +206,37 @@ def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_p
         a.stop()
     line = next(ln for ln in a.output().splitlines() if "stopping:" in ln)
     assert f"{len(slipped)} slipped" in line and f"{over - len(slipped)} dropped" in line
+
+
+def test_the_running_appliance_exempts_what_rrl_exempt_names(tmp_path) -> None:
+    """``--rrl 5 --rrl-exempt 127.0.0.1``: 40 queries from 127.0.0.1 are all answered in
+    full; the same from 127.0.0.2 (same /24, not exempt) are limited."""
+    import socket
+
+    from dnstest_util import RunningAppliance
+
+    a = RunningAppliance(["--rrl", "5", "--rrl-slip", "0", "--rrl-exempt", "127.0.0.1"], tmp_path)
+    try:
+        a.wait()
+        query = dns.message.make_query("www.example.org", "A")
+        probe = dns.message.make_query("example.org", "MX")  # another kind: never limited
+        got = {}
+        for source in ("127.0.0.1", "127.0.0.2"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((source, 0))
+                s.settimeout(5)
+                for i in range(40):
+                    query.id = i
+                    s.sendto(query.to_wire(), (a.host, a.port))
+                s.sendto(probe.to_wire(), (a.host, a.port))
+                replies = []
+                while True:
+                    reply = dns.message.from_wire(s.recv(4096))
+                    if reply.question == probe.question:
+                        break
+                    replies.append(reply)
+            got[source] = replies
+        assert len(got["127.0.0.1"]) == 40 and all(r.answer for r in got["127.0.0.1"])
+        assert 5 <= len(got["127.0.0.2"]) < 20
+    finally:
+        a.stop()

@@ -23,6 +23,9 @@ import dns.rrset
 
 from .zones import TTL, Query, Zone
 
+EDNS_PAYLOAD = 1232
+"""The UDP payload the check's queries advertise (DNS flag day 2020's value)."""
+
 
 def probe(host: str, port: int, origin: str, timeout: float = 0.02) -> bool:
     """True if the server answers an SOA query for ``origin`` over UDP with NOERROR.
@@ -114,7 +117,9 @@ def check_server(
     """
     result = CheckResult()
     for query in sample:
-        message = dns.message.make_query(query.qname, query.qtype)
+        # EDNS with the flag-day payload: the flood zone's ~1 KB TXT answer must fit.
+        message = dns.message.make_query(query.qname, query.qtype, use_edns=0,
+                                         payload=EDNS_PAYLOAD)
         result.checked += 1
         try:
             response = dns.query.udp(message, host, port=port, timeout=timeout)

@@ -5,7 +5,10 @@ and one query file (90% names that exist, 10% NXDOMAIN) that every server gets u
 Then, one server at a time, it starts the server pinned to a single core on a loopback high
 port, waits for the first answer (timing it), checks a sample of answers against the zone,
 runs dnsperf pinned to another core for a fixed time, reads the server's resident memory and
-stops it; ``--rounds`` times, interleaved, keeping the median. It prints a table, and writes
+stops it; ``--rounds`` times, interleaved, keeping the median. Then each server once more
+per round with response rate limiting on, under a spoofed flood (``flood.py``) beside the
+ordinary queries: what leaves towards the flood's victims, and the ordinary qps meanwhile.
+It prints the tables, and writes
 it with a JSON record and a PNG bar chart (qps per server per zone size, after the ASPLOS
 2013 unikernel DNS figure) to ``--out``. ``README.md`` beside this file says more.
 

@@ -19,6 +19,9 @@ QUICK_DURATION = 2.0
 QUICK_SIZES = (100,)
 DEFAULT_CORE = 1
 HOST = "127.0.0.1"
+DEFAULT_FLOOD_RATE = 20_000.0
+FLOOD_SIZE = 1_000
+"""Zone size of the flood run's ordinary queries (or the first size asked for, if not this)."""
 
 
 def _csv(text: str) -> list[str]:
@@ -98,6 +101,14 @@ def parser() -> argparse.ArgumentParser:
         help="cap every server at this share of its core (a cgroup CPU limit), so that the "
         "servers and not dnsperf are the bottleneck (default: no cap)",
     )
+    p.add_argument(
+        "--flood-rate",
+        type=float,
+        default=DEFAULT_FLOOD_RATE,
+        metavar="QPS",
+        help="the spoofed flood's queries per second, sent beside dnsperf once per server "
+        f"with response rate limiting on (default {DEFAULT_FLOOD_RATE:,.0f}; 0: no flood run)",
+    )
     return p
 
 
@@ -117,6 +128,13 @@ class Settings:
     fata: Path | None
     sample_size: int
     server_cpu: float | None = None
+    flood_rate: float = 0.0
+    """Queries per second of the spoofed flood; 0 skips the flood run."""
+
+    @property
+    def flood_size(self) -> int:
+        """The zone size the flood run's ordinary queries use."""
+        return FLOOD_SIZE if FLOOD_SIZE in self.sizes else self.sizes[0]
 
     @property
     def outstanding(self) -> int:
@@ -131,6 +149,8 @@ def settings(args: argparse.Namespace) -> Settings:
         raise ValueError("--rounds must be at least 1")
     if args.server_cpu is not None and not 1 <= args.server_cpu <= 100:
         raise ValueError("--server-cpu is a percentage of one core: 1..100")
+    if args.flood_rate < 0:
+        raise ValueError("--flood-rate must be 0 (no flood run) or positive")
     return Settings(
         sizes=args.sizes or list(QUICK_SIZES if args.quick else DEFAULT_SIZES),
         duration=args.duration or (QUICK_DURATION if args.quick else DEFAULT_DURATION),
@@ -144,4 +164,5 @@ def settings(args: argparse.Namespace) -> Settings:
         fata=args.fata.resolve() if args.fata else None,
         sample_size=40 if args.quick else 200,
         server_cpu=args.server_cpu,
+        flood_rate=args.flood_rate,
     )

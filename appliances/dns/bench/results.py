@@ -8,13 +8,14 @@ import platform
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fata.bench import report
 
 from . import dnsperf, zones
+from .flood import FloodCounts
 from .options import Settings
 from .peers import PEERS, Fata, Server
 
@@ -56,6 +57,10 @@ class Row:
     """Fata's answers per CPU-second over this server's, at the same size (peers only)."""
     rounds_qps: list[float | None] = field(default_factory=list)
     """qps of every round, in order; ``qps`` is their median."""
+    flood: FloodCounts | None = None
+    """In the flood run: what the spoofed flood sent and what came back to its sources."""
+    quiet_ratio: float | None = None
+    """In the flood run: ordinary qps under the flood over this server's qps without it."""
 
     @property
     def ran(self) -> bool:
@@ -104,6 +109,16 @@ def fill_ratios(rows: Sequence[Row]) -> None:
         if row.server != Fata.key and mine is not None:
             row.fata_ratio = report.ratio(mine.qps, row.qps)
             row.fata_cpu_ratio = report.ratio(mine.qps_per_cpu, row.qps_per_cpu)
+
+
+def fill_flood_ratios(flood_rows: Sequence[Row], rows: Sequence[Row]) -> None:
+    """Set each flood row's ratio of ordinary qps under the flood to the same server's
+    qps at that size without it (the ordinary rows), and Fata's ratios to the peers."""
+    quiet = {(row.server, row.size): row for row in rows}
+    for row in flood_rows:
+        base = quiet.get((row.server, row.size))
+        row.quiet_ratio = report.ratio(row.qps, base.qps if base else None)
+    fill_ratios(flood_rows)
 
 
 def targets(rows: Sequence[Row], sizes: Sequence[int]) -> list[report.Target]:
@@ -167,6 +182,51 @@ COLUMNS = [
 ]
 
 
+FLOOD_COLUMNS = [
+    report.Column("label", "Server", align="left"),
+    report.Column("flood_sent", "Flood q/s", "{:,.0f}"),
+    report.Column("flood_replies", "Replies/s out", "{:,.0f}"),
+    report.Column("flood_full", "Full answers/s", "{:,.0f}"),
+    report.Column("flood_slipped", "Slipped (TC)/s", "{:,.0f}"),
+    report.Column("amplification", "Bytes out/in", "{:.2f}x"),
+    report.Column("qps", "Ordinary qps", "{:,.0f}"),
+    report.Column("quiet_ratio", "vs no flood", "{:.2f}x"),
+    report.Column("fata_ratio", "Fata/this", "{:.2f}x"),
+    report.Column("lost_pct", "Lost %", "{:.2f}"),
+    report.Column("server_cpu_pct", "Server CPU %", "{:.0f}"),
+    report.Column("answers", "Answers", align="left"),
+    report.Column("status", "Status", align="left"),
+]
+
+
+def flood_title(cfg: Settings) -> str:
+    cap = "" if cfg.server_cpu is None else f", server capped at {cfg.server_cpu:g}%"
+    return (
+        f"DNS under a spoofed flood of {cfg.flood_rate:,.0f} q/s for {zones.FLOOD_QNAME} TXT "
+        f"from 256 addresses in 16 /24s, response rate limiting on (5/s, slip 2); ordinary "
+        f"queries: dnsperf, exempt, {cfg.flood_size:,} names{cap}"
+    )
+
+
+def flood_rates(f: FloodCounts) -> dict[str, float | None]:
+    """A flood's counts per second of sending, and its amplification."""
+    return {
+        "flood_sent": f.per_second(f.sent),
+        "flood_replies": f.per_second(f.replies),
+        "flood_full": f.per_second(f.full),
+        "flood_slipped": f.per_second(f.slipped),
+        "amplification": f.amplification,
+    }
+
+
+def flood_table_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    out = table_rows(rows)
+    for cells, row in zip(out, rows, strict=True):
+        if row.flood is not None:
+            cells.update(flood_rates(row.flood))
+    return out
+
+
 def table_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
@@ -215,6 +275,7 @@ def write_outputs(
     rows: Sequence[Row],
     found: Sequence[report.Target],
     install_log: Sequence[str],
+    flood_rows: Sequence[Row] = (),
 ) -> dict[str, Path]:
     """The table (text), the JSON record and the PNG chart, under ``cfg.out``."""
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +285,9 @@ def write_outputs(
         f"dnsperf core {cfg.load_core}, median of {cfg.rounds} run(s) of {cfg.duration:g} s)"
     )
     text = report.render_table(table_rows(rows), COLUMNS, title)
+    if flood_rows:
+        text += "\n" + report.render_table(flood_table_rows(flood_rows), FLOOD_COLUMNS,
+                                           flood_title(cfg))
     text += "\n" + "\n".join(t.describe() for t in found) + "\n"
     table_path = cfg.out / "dns-bench.txt"
     table_path.write_text(text, encoding="utf-8")
@@ -258,6 +322,16 @@ def write_outputs(
             for s in servers
         ],
         "results": [vars(row) for row in rows],
+        "flood": {
+            "rate_qps": cfg.flood_rate,
+            "qname": zones.FLOOD_QNAME,
+            "size": cfg.flood_size if flood_rows else None,
+            "results": [
+                {**vars(row), "flood": None if row.flood is None
+                 else {**asdict(row.flood), **flood_rates(row.flood)}}
+                for row in flood_rows
+            ],
+        },
         "targets": [t.as_dict() for t in found],
         "install_log": list(install_log),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -11,11 +12,27 @@ from pathlib import Path
 
 from fata.bench import report
 
-from . import check, cpucap, dnsperf, process, zones
+from . import check, cpucap, dnsperf, flood, process, zones
 from .install import ensure_installed
 from .options import HOST, REPO, Settings, parser, settings
 from .peers import PEERS, Fata, Server
-from .results import COLUMNS, Row, combine, fill_ratios, table_rows, targets, write_outputs
+from .peers.base import FloodSetup
+from .results import (
+    COLUMNS,
+    FLOOD_COLUMNS,
+    Row,
+    combine,
+    fill_flood_ratios,
+    fill_ratios,
+    flood_table_rows,
+    flood_title,
+    table_rows,
+    targets,
+    write_outputs,
+)
+
+FLOOD_LEAD = 0.5
+"""Seconds the flood runs beyond dnsperf's duration (it starts first and ends last)."""
 
 
 def load_problem(result: dnsperf.DnsperfResult, queries: Sequence[zones.Query]) -> str | None:
@@ -44,6 +61,10 @@ class ExitedUnderLoad(RuntimeError):
     """The server died while dnsperf was sending; its numbers mean nothing."""
 
 
+class FloodFailed(RuntimeError):
+    """The flood generator did not run to its end; the flood row means nothing."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One zone size's inputs, the same for every server."""
@@ -55,8 +76,10 @@ class Case:
     sample: Sequence[zones.Query]
 
 
-def measure(server: Server, missing: str | None, case: Case, cfg: Settings, workdir: Path) -> Row:
-    """Run one server once at one zone size, in a fresh ``workdir``, and return its row.
+def measure(server: Server, missing: str | None, case: Case, cfg: Settings, workdir: Path,
+            flood_setup: FloodSetup | None = None) -> Row:
+    """Run one server once at one zone size, in a fresh ``workdir``, and return its row;
+    with ``flood_setup``, with rate limiting on and the spoofed flood beside dnsperf.
 
     Never raises for the server's failures: they become the row's status and problems.
     """
@@ -67,7 +90,7 @@ def measure(server: Server, missing: str | None, case: Case, cfg: Settings, work
         return row
     workdir.mkdir()
     port = process.free_port(HOST)
-    launch = server.prepare(workdir, case.zone_file, zone.origin, port)
+    launch = server.prepare(workdir, case.zone_file, zone.origin, port, flood=flood_setup)
     print(f"  {server.label:6} {zone.size:>6} names: starting on {HOST}:{port}", flush=True)
     running = process.start(
         server.label,
@@ -85,13 +108,19 @@ def measure(server: Server, missing: str | None, case: Case, cfg: Settings, work
         if moved:
             row.notes.append(f"re-pinned {len(moved)} thread(s) that left core {cfg.core}")
         verdict = check.check_server(HOST, port, zone, case.sample)
+        if flood_setup is not None:  # the amplifier's answer, asked once (under the rate)
+            flood_verdict = check.check_server(HOST, port, zones.flood_zone(),
+                                               [zones.Query(zones.FLOOD_QNAME, "TXT", True)])
+            verdict.checked += flood_verdict.checked
+            verdict.failures.extend(flood_verdict.failures)
         row.correct, row.checked = verdict.ok, verdict.checked
         row.problems.extend(verdict.failures)
+        load = _load if flood_setup is None else _flooded_load
         if cfg.server_cpu is None:
-            _load(row, running, port, case, cfg)
+            load(row, running, port, case, cfg)
         else:
             with cpucap.capped(process.threads(running.pid), cfg.server_cpu / 100):
-                _load(row, running, port, case, cfg)
+                load(row, running, port, case, cfg)
         if not row.correct:
             row.status = "WRONG ANSWERS"
     except cpucap.CapError as exc:
@@ -105,6 +134,9 @@ def measure(server: Server, missing: str | None, case: Case, cfg: Settings, work
         row.problems.append(str(exc))
     except dnsperf.DnsperfError as exc:
         row.status = "load run failed"
+        row.problems.append(str(exc))
+    except FloodFailed as exc:
+        row.status = "flood failed"
         row.problems.append(str(exc))
     finally:
         process.stop(running)
@@ -151,6 +183,62 @@ def _load(row: Row, running: process.Running, port: int, case: Case, cfg: Settin
         row.problems.append(problem)
 
 
+def _flooded_load(row: Row, running: process.Running, port: int, case: Case,
+                  cfg: Settings) -> None:
+    """:func:`_load` with the spoofed flood (``flood.py``, pinned beside dnsperf) running
+    from just before it to just after; the flood's counts go into ``row.flood``."""
+    argv = process.pinned([
+        sys.executable, flood.__file__, "--server", HOST, "--port", str(port),
+        "--qname", zones.FLOOD_QNAME, "--rate", str(cfg.flood_rate),
+        "--duration", str(cfg.duration + FLOOD_LEAD),
+    ], cfg.load_core)  # fmt: skip
+    generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, stdin=subprocess.DEVNULL)
+    try:
+        _load(row, running, port, case, cfg)
+        out, err = generator.communicate(timeout=cfg.duration + 30)
+    except subprocess.TimeoutExpired:
+        raise FloodFailed("the flood generator did not finish") from None
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+            generator.wait()
+    if generator.returncode != 0:
+        raise FloodFailed(f"the flood generator exited {generator.returncode}: {err[-500:]}")
+    try:
+        row.flood = flood.FloodCounts.from_json(out)
+    except ValueError as exc:
+        raise FloodFailed(str(exc)) from None
+
+
+def _rounds(servers: Sequence[Server], missing: dict[str, str | None], case: Case,
+            cfg: Settings, workroot: Path, tag: str,
+            flood_setup: FloodSetup | None = None) -> list[Row]:
+    """Every server ``cfg.rounds`` times at one case, interleaved, one combined row each."""
+    runs: dict[str, list[Row]] = {s.key: [] for s in servers}
+    for round_no in range(cfg.rounds):
+        # Interleave the servers and rotate who goes first, so that load from elsewhere on
+        # a shared machine falls on all of them alike.
+        order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
+        if cfg.rounds > 1:
+            print(f"round {round_no + 1} of {cfg.rounds}, {tag}", flush=True)
+        for server in order:
+            workdir = workroot / f"{server.key}-{tag.replace(' ', '-')}-{round_no}"
+            runs[server.key].append(
+                measure(server, missing[server.key], case, cfg, workdir, flood_setup)
+            )
+    return [combine(runs[s.key]) for s in servers]
+
+
+def _case(size: int, cfg: Settings, workroot: Path) -> Case:
+    zone = zones.generate_zone(size)
+    zone_file = zone.write(workroot / f"zone-{size}.db")
+    queries = zones.generate_queries(zone)
+    query_file = zones.write_queries(queries, workroot / f"queries-{size}.txt")
+    sample = check.sample_queries(zone, queries, cfg.sample_size)
+    return Case(zone, zone_file, queries, query_file, sample)
+
+
 def main(argv: list[str]) -> int:
     """The whole run; see ``harness.py`` for what it does and its exit status."""
     try:
@@ -179,31 +267,23 @@ def main(argv: list[str]) -> int:
         print(f"{s.label:6} {state}", flush=True)
 
     rows: list[Row] = []
+    flood_rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="fata-bench-dns-") as tmp:
         workroot = Path(tmp)
         for size in cfg.sizes:
-            zone = zones.generate_zone(size)
-            zone_file = zone.write(workroot / f"zone-{size}.db")
-            queries = zones.generate_queries(zone)
-            query_file = zones.write_queries(queries, workroot / f"queries-{size}.txt")
-            sample = check.sample_queries(zone, queries, cfg.sample_size)
-            case = Case(zone, zone_file, queries, query_file, sample)
-            runs: dict[str, list[Row]] = {s.key: [] for s in servers}
-            for round_no in range(cfg.rounds):
-                # Interleave the servers and rotate who goes first, so that load from
-                # elsewhere on a shared machine falls on all of them alike.
-                order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
-                if cfg.rounds > 1:
-                    print(f"round {round_no + 1} of {cfg.rounds}, {size:,} names", flush=True)
-                for server in order:
-                    workdir = workroot / f"{server.key}-{size}-{round_no}"
-                    runs[server.key].append(
-                        measure(server, missing[server.key], case, cfg, workdir)
-                    )
-            rows.extend(combine(runs[s.key]) for s in servers)
+            rows.extend(_rounds(servers, missing, _case(size, cfg, workroot), cfg, workroot,
+                                f"{size:,} names"))
+        if cfg.flood_rate > 0:
+            setup = FloodSetup(zones.flood_zone().write(workroot / "flood.db"),
+                               zones.FLOOD_ORIGIN)
+            print(f"spoofed flood of {cfg.flood_rate:,.0f} q/s with rate limiting on, "
+                  f"{cfg.flood_size:,} names", flush=True)
+            flood_rows = _rounds(servers, missing, _case(cfg.flood_size, cfg, workroot), cfg,
+                                 workroot, f"flood {cfg.flood_size:,} names", setup)
     fill_ratios(rows)
+    fill_flood_ratios(flood_rows, rows)
     found = targets(rows, cfg.sizes)
-    paths = write_outputs(cfg, servers, versions, missing, rows, found, install_log)
+    paths = write_outputs(cfg, servers, versions, missing, rows, found, install_log, flood_rows)
 
     print()
     title = (
@@ -211,6 +291,8 @@ def main(argv: list[str]) -> int:
         f"of {cfg.duration:g} s"
     )
     report.print_table(table_rows(rows), COLUMNS, title)
+    if flood_rows:
+        report.print_table(flood_table_rows(flood_rows), FLOOD_COLUMNS, flood_title(cfg))
     for target in found:
         print(target.describe())
     for kind, path in paths.items():
@@ -221,6 +303,8 @@ def main(argv: list[str]) -> int:
         print(f"fata bench dns: Fata is missing: {missing[Fata.key]}", file=sys.stderr)
         return 1
     bad = [row for row in fata_rows if not row.ran or not row.correct]
+    bad += [row for row in flood_rows if row.server == Fata.key
+            and (not row.ran or not row.correct or row.flood is None)]
     if bad:
         print(
             "fata bench dns: Fata did not run correctly at "

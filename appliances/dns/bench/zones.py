@@ -133,6 +133,33 @@ def generate_zone(size: int, origin: str = ORIGIN, seed: int = 1) -> Zone:
     return Zone(origin=origin, hosts=tuple(hosts), rrsets=rrsets)
 
 
+FLOOD_ORIGIN = "reflect.fata.test."
+"""The zone a spoofed flood aims at (its own zone, so that NSD, which cannot exempt a client,
+can exempt the ordinary zone instead; see ``peers/nsd.py``)."""
+FLOOD_QNAME = f"big.{FLOOD_ORIGIN}"
+FLOOD_TXT_STRINGS = 4
+FLOOD_TXT_LENGTH = 240
+
+
+def flood_zone() -> Zone:
+    """The amplifier: one TXT RRset of about a kilobyte at :data:`FLOOD_QNAME` (a ~50-byte
+    query draws a ~1,050-byte answer), with its apex and name server."""
+    origin = FLOOD_ORIGIN
+    rng = random.Random("flood")
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    text = " ".join(
+        '"' + "".join(rng.choice(alphabet) for _ in range(FLOOD_TXT_LENGTH)) + '"'
+        for _ in range(FLOOD_TXT_STRINGS)
+    )
+    rrsets: dict[tuple[str, str], tuple[str, ...]] = {
+        (origin, "SOA"): (SOA_RDATA.format(origin=origin),),
+        (origin, "NS"): (f"ns1.{origin}",),
+        (f"ns1.{origin}", "A"): ("192.0.2.1",),
+        (FLOOD_QNAME, "TXT"): (text,),
+    }
+    return Zone(origin=origin, hosts=(FLOOD_QNAME,), rrsets=rrsets)
+
+
 def generate_queries(
     zone: Zone,
     count: int = DEFAULT_QUERY_COUNT,

@@ -16,6 +16,9 @@ Answer classes (what BIND accounts separately):
 - ``referral``: a delegation, keyed by the delegated name;
 - ``error``: any other rcode, keyed by nothing.
 
+Clients in ``exempt`` networks (BIND's ``exempt-clients``, Knot's ``whitelist``: a monitoring
+host, a known resolver) are never limited nor accounted.
+
 Time comes in as ``now``; nothing here reads a clock.  The table is bounded: beyond
 ``max_entries`` the stalest buckets are forgotten (they have refilled anyway).
 """
@@ -52,6 +55,11 @@ class RrlConfig:
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
     max_entries: int = 100_000
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def is_exempt(self, client: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether answers to ``client`` bypass the limiter."""
+        return any(client in net for net in self.exempt if net.version == client.version)
 
     def rate_for(self, kind: str) -> float:
         """The rate of one answer class."""
@@ -182,11 +190,12 @@ def limited(handler: Callable[[bytes, Any], bytes | None], rrl: ResponseRateLimi
     sent, dropped (None) or replaced by the truncated slip answer.  ``now`` is the clock the
     adapter passes in (the limiter itself reads none)."""
     check = rrl.check
+    exempt = rrl.config.is_exempt if rrl.config.exempt else None
 
     def answer(query: bytes, peer: Any) -> bytes | None:
         reply = handler(query, peer)
-        if reply is None:
-            return None
+        if reply is None or (exempt is not None and exempt(peer[0])):
+            return reply
         kind, name = classify(reply, zone_of)
         verdict = check(peer[0], kind, name, now())
         if verdict is Verdict.SEND:

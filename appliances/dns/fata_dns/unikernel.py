@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 
 from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
 
@@ -27,6 +28,7 @@ from fata_dns.server import Server
 from fata_dns.sources import load_catalog
 from fata_dns.tcp import ConnectionTable, TcpSession, TcpState
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WARM_SLICE = 256  # memo entries precomputed between two turns of the event loop
 
 
@@ -41,6 +43,17 @@ def parse_target(text: str) -> tuple[str, int]:
     if not sep:
         return text, 53
     return host, int(port)
+
+
+def networks(option: str, texts: list[str] | None) -> tuple[IPNetwork, ...]:
+    """Addresses or CIDRs given to ``option``, or ValueError naming the one that is not."""
+    out = []
+    for text in texts or ():
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{option}: {text!r} is not an address or CIDR") from None
+    return tuple(out)
 
 
 class DnsAppliance:
@@ -83,7 +96,9 @@ class DnsAppliance:
         self.rrl = None
         if self.args.rrl > 0:  # every UDP answer accounted: none may leave from below Python
             self.rrl = ResponseRateLimiter(RrlConfig(rate=self.args.rrl, slip=self.args.rrl_slip,
-                                                     window=self.args.rrl_window))
+                                                     window=self.args.rrl_window,
+                                                     exempt=networks("--rrl-exempt",
+                                                                     self.args.rrl_exempt)))
             handler = limited(handler, self.rrl, self._zone_of, self.clock.monotonic)
             reply_cache = None
         udp = await self.stack.udp_listen(self.args.listen, self.args.port, handler,

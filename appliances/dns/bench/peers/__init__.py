@@ -2,7 +2,8 @@
 
 Each launcher writes its server's configuration into a fresh directory and returns the
 foreground command that serves the benchmark zone on ``127.0.0.1:PORT`` with one worker,
-with query logging, rate limiting and everything else that would skew the numbers off.
+with query logging, rate limiting and everything else that would skew the numbers off; for
+the spoofed-flood run (:class:`base.FloodSetup`) with a second zone and rate limiting on.
 """
 
 from __future__ import annotations

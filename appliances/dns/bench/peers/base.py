@@ -11,6 +11,21 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class FloodSetup:
+    """What the spoofed-flood run adds to a server: a second zone (the amplifier, queried by
+    the flood) and response rate limiting with the same numbers everywhere, from which the
+    ordinary client (``exempt``, dnsperf's address) is exempt."""
+
+    zone_file: Path
+    origin: str
+    rate: int = 5
+    """Answers per second per client /24 and answer (BIND ``responses-per-second``)."""
+    slip: int = 2
+    window: int = 15
+    exempt: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Launch:
     """How to start a prepared server: its argv (not yet pinned), directory, environment."""
 
@@ -54,11 +69,13 @@ class Server(abc.ABC):
         return [self.binary, "-v"]
 
     @abc.abstractmethod
-    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int) -> Launch:
+    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int,
+                flood: FloodSetup | None = None) -> Launch:
         """Write the configuration under ``workdir`` and return the foreground command.
 
         ``workdir`` is empty and owned by this run; ``zone_file`` is absolute; the server
-        must listen on 127.0.0.1 only, on ``port`` (UDP and TCP), with one worker.
+        must listen on 127.0.0.1 only, on ``port`` (UDP and TCP), with one worker. With
+        ``flood``, it also serves that zone and limits response rates as it says.
         """
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Launch, Server, unqualified
+from .base import FloodSetup, Launch, Server, unqualified
 
 
 class Bind(Server):
@@ -13,10 +13,22 @@ class Bind(Server):
     binary = "named"
     package = "bind9"
 
-    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int) -> Launch:
+    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int,
+                flood: FloodSetup | None = None) -> Launch:
         # `controls { };` disables rndc (no key, no port 953); minimal-responses drops the
         # authority/additional sections that NSD and Knot do not add either; recursion,
-        # query logging, notify and DNSSEC validation off; rate limiting is off by default.
+        # query logging, notify and DNSSEC validation off; rate limiting is off by default,
+        # and with `flood` on, with the ordinary client in `exempt-clients`.
+        rate_limit = extra_zone = ""
+        if flood is not None:
+            rate_limit = (
+                f"    rate-limit {{ responses-per-second {flood.rate}; slip {flood.slip}; "
+                f"window {flood.window}; exempt-clients {{ {flood.exempt}; }}; }};\n"
+            )
+            extra_zone = (
+                f'zone "{unqualified(flood.origin)}" {{\n    type primary;\n'
+                f'    file "{flood.zone_file}";\n}};\n'
+            )
         conf = workdir / "named.conf"
         conf.write_text(
             f"""options {{
@@ -34,13 +46,13 @@ class Bind(Server):
     minimal-responses yes;
     automatic-interface-scan no;
     zone-statistics no;
-}};
+{rate_limit}}};
 controls {{ }};
 zone "{unqualified(origin)}" {{
     type primary;
     file "{zone_file}";
 }};
-""",
+{extra_zone}""",
             encoding="ascii",
         )
         # -g: foreground, log to stderr; -n 1: one worker thread; -U 1: one UDP listener

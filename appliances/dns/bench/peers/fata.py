@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .base import Launch, Server
+from .base import FloodSetup, Launch, Server
 
 
 class Fata(Server):
@@ -63,7 +63,8 @@ class Fata(Server):
         version = done.stdout.strip() if done.returncode == 0 else "unknown"
         return f"fata {version} (socket mode, 1 process)"
 
-    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int) -> Launch:
+    def prepare(self, workdir: Path, zone_file: Path, origin: str, port: int,
+                flood: FloodSetup | None = None) -> Launch:
         """Build the image first (outside any timing), then run the sealed image: the start-up
         measured is that of `fata run IMAGE`, as a user would deploy it."""
         image = self.appliance
@@ -80,4 +81,10 @@ class Fata(Server):
             self.python, "-m", "fata", "run", str(image),
             "--", "--zone", str(zone_file), "--listen", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
+        if flood is not None:
+            argv += [
+                "--zone", str(flood.zone_file), "--rrl", str(flood.rate),
+                "--rrl-slip", str(flood.slip), "--rrl-window", str(flood.window),
+                "--rrl-exempt", flood.exempt,
+            ]  # fmt: skip
         return Launch(argv=argv, cwd=self.repo, env=self.env())
