@@ -112,8 +112,9 @@ def test_engine_flood_stays_within_byte_budgets() -> None:
             if i % 1000 == 0:
                 peak_used = (max(peak_used[0], srv.memo_budget.used),
                              max(peak_used[1], srv.exact_budget.used))
-        # Wildcard answers are synthesised each time, never memoised per name.
-        assert len(srv._memo) == memo_entries
+        # Wildcard answers are never memoised per name: one entry per wildcard, shape of
+        # name (here the first label's length: 1 + 1..6 digits + 50) and size class.
+        assert 0 < len(srv._memo) - memo_entries <= 2 * 6 * 2
         tracemalloc.start()
         start2 = tracemalloc.get_traced_memory()[0]
         # Then distinct cacheable queries, each asked twice: random case of a zone name

@@ -18,12 +18,12 @@ _WILD = b"\x01*"
 _ADDRESS_TYPES = (A, AAAA)
 
 
-def _wildcard(zone: Zone, qname: bytes) -> dict[int, RRset] | None:
-    """The wildcard node at the closest encloser of ``qname``, a name ``zone`` lacks."""
+def _closest_encloser(zone: Zone, qname: bytes) -> bytes:
+    """The closest encloser of ``qname``, a name ``zone`` lacks (RFC 4592 section 3.3.1)."""
     encloser = qname[qname[0] + 1 :]
     while encloser not in zone.names:
         encloser = encloser[encloser[0] + 1 :]
-    return zone.nodes.get(_WILD + encloser)
+    return encloser
 
 
 class Answer:
@@ -39,9 +39,10 @@ class Answer:
         self.additional: list[RRset] = []
         # Owners whose additional records must fit or set TC (in-domain glue, RFC 9471).
         self.required: set[bytes] = set()
-        # Synthesised from a wildcard for the question's own name (RFC 4592): the server
-        # does not memoise these per name (one entry per distinct name would be a flood's).
-        self.wild = False
+        # Synthesised from a wildcard for the question's own name (RFC 4592): the closest
+        # encloser whose wildcard answered, else None.  The server does not memoise these
+        # per name (one entry per distinct name would be a flood's).
+        self.wild: bytes | None = None
 
 
 class Catalog:
@@ -82,17 +83,19 @@ class Catalog:
         self._add_additional(ans)
         return ans
 
-    def nxdomain_zone(self, qname: bytes) -> Zone | None:
-        """The zone that answers ``qname`` (lowercase wire) with a plain NXDOMAIN, else None.
+    def absent(self, qname: bytes) -> tuple[Zone, bytes | None] | None:
+        """For ``qname`` (lowercase wire) that a served zone lacks, with no delegation at or
+        above it: that zone, and the closest encloser if its wildcard answers for the name
+        (None: a plain NXDOMAIN).  None for any other name.
 
-        The same decisions as :meth:`resolve` for a name that is not there: a served zone
-        with no such name or empty non-terminal, no delegation at or above it, no wildcard
-        at its closest encloser.  The server's NXDOMAIN shortcut asks this first.
+        The same decisions as :meth:`resolve` for a name that is not there; the server's
+        NXDOMAIN and wildcard shortcuts ask this first.
         """
         zone = self.zone_for(qname)
         if zone is None or qname in zone.names or zone.find_cut(qname) is not None:
             return None
-        return zone if _wildcard(zone, qname) is None else None
+        encloser = _closest_encloser(zone, qname)
+        return zone, (encloser if _WILD + encloser in zone.nodes else None)
 
     def _resolve_in(self, zone: Zone, qname: bytes, qtype: int, ans: Answer, depth: int,
                     seen: set[bytes]) -> None:
@@ -107,13 +110,14 @@ class Catalog:
             if qname in zone.names:
                 ans.authority.append(zone.negative_soa)  # empty non-terminal: NODATA
                 return
-            node = _wildcard(zone, qname)
+            encloser = _closest_encloser(zone, qname)
+            node = zone.nodes.get(_WILD + encloser)
             if node is None:
                 ans.rcode = NXDOMAIN
                 ans.authority.append(zone.negative_soa)
                 return
             if depth == 0:
-                ans.wild = True
+                ans.wild = encloser
         if qtype == ANY:
             # RFC 8482 section 4.2: answer with one RRset rather than all of them.
             rrset = node.get(CNAME) or node[min(node)]

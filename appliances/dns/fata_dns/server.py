@@ -21,9 +21,11 @@ budget is half used, entries made on demand enter only on a key's second sightin
 :class:`Doorkeeper`), so a flood of once-seen names passes through; the answers
 precomputed by :meth:`Server.warm`, and reply-cache entries of those answers (up to half
 its budget), are pinned: when a budget is reached the other entries are dropped together,
-never these.  Answers synthesised from a wildcard for the question's own name are
-memoised in neither level: each distinct name would be an entry, and a flood of names
-under a wildcard is a flood of them.
+never these.  Answers synthesised from a wildcard for the question's own name are not
+memoised per name (each distinct name would be an entry, and a flood of names under a
+wildcard is a flood of them) nor put in the reply cache: the memo holds one answer per
+wildcard and *shape* of name (its label lengths), proved independent of the labels' bytes
+when it is made (:meth:`Server._learn_wild`), and the question is spliced in.
 
 Everything else (errors, EDNS versions, transfers, unusual questions) takes the full path.
 """
@@ -68,6 +70,7 @@ TCP_LIMIT = 65535
 _TKEY, _TSIG = 249, 250
 _NOT_PLAIN = frozenset({OPT, AXFR, IXFR, MAILA, MAILB, _TKEY, _TSIG, DS})  # full path only
 _RR_HEAD = struct.Struct("!HHIH")
+WILD_VARIANT = 1 << 40  # marks a memo key of a wildcard's answer by name shape
 
 
 @dataclass
@@ -165,25 +168,27 @@ class Server:
         key = (payload[12 : end + 1].lower() + payload[end + 1 : qend], variant)
         entry = self._memo.get(key)
         if entry is None:
-            return self._nxdomain_fast(payload, end, qend, variant)
+            return self._absent_fast(payload, end, qend, variant)
         if key in self._warm_keys:
             self._pinned_hit = True
         flags, counts, tail = entry
         flags |= _rd_cd(payload)
         return payload[:2] + flags.to_bytes(2, "big") + counts + payload[12:qend] + tail
 
-    def _nxdomain_fast(self, payload: bytes, end: int, qend: int, variant: int) -> bytes | None:
-        """NXDOMAIN for a name under a served zone that the zone does not have.
+    def _absent_fast(self, payload: bytes, end: int, qend: int, variant: int) -> bytes | None:
+        """The answer for a name under a served zone that the zone does not have: NXDOMAIN,
+        or an answer synthesised from a wildcard.
 
         A flood of random names under a zone (the common attack on authoritative servers)
         misses both memo levels, and the full parse, lookup and render cost ~60 µs per
-        query.  Such answers differ only in the question: the SOA in authority is the
-        zone's, its owner a pointer to the zone's name inside the question.  So after the
-        lookups that decide NXDOMAIN (no such name or empty non-terminal, no delegation
-        above it, no wildcard at its closest encloser), the answer is put together from
-        the question and the zone's SOA (``Catalog.nxdomain_zone`` makes those decisions, as
-        the full lookup does).  DNSSEC OK queries, other classes and types the
-        full path treats specially, and answers over the size limit return None.
+        query.  Such answers differ only in the question.  An NXDOMAIN's SOA in authority
+        is the zone's, its owner a pointer to the zone's name inside the question, so it is
+        put together from the question and the zone's SOA.  A wildcard's answer is the
+        memoised template of its names of the same shape (see :meth:`_learn_wild`).
+        ``Catalog.absent`` makes the lookup's decisions (no such name or empty non-terminal,
+        no delegation above it, the wildcard at its closest encloser, if any), as the full
+        lookup does.  DNSSEC OK queries, other classes and types the full path treats
+        specially, and NXDOMAIN answers over the size limit return None.
         """
         if variant & 3 == 3 or payload[qend - 2 : qend] != b"\x00\x01":
             return None
@@ -191,9 +196,21 @@ class Server:
             return None
         if question_end(payload) != qend:  # the guess, proved by the label walk this time
             return None
-        zone = self.catalog.nxdomain_zone(payload[12 : end + 1].lower())
-        if zone is None:
+        qname = payload[12 : end + 1].lower()
+        found = self.catalog.absent(qname)
+        if found is None:
             return None
+        zone, encloser = found
+        if encloser is not None:
+            key = (_shape(qname, len(qname) - len(encloser)) + payload[end + 1 : qend],
+                   variant | WILD_VARIANT)
+            entry = self._memo.get(key)
+            if entry is None:
+                return None
+            self._cacheable = False
+            flags, counts, tail = entry
+            flags |= _rd_cd(payload)
+            return payload[:2] + flags.to_bytes(2, "big") + counts + payload[12:qend] + tail
         soa = zone.negative_soa
         rdata = soa.rdatas[0]
         opt = b"" if variant & 3 == 0 else r.opt_record(False)
@@ -204,6 +221,34 @@ class Server:
             (0xC000 | (end + 1 - len(zone.origin))).to_bytes(2, "big"),
             _RR_HEAD.pack(soa.rtype, IN, soa.ttl, len(rdata)), rdata, opt))
         return reply if len(reply) <= variant >> 2 else None
+
+    def _learn_wild(self, qlower: bytes, qname: bytes, encloser: bytes, qtype: int,
+                    variant: int, entry: tuple[int, bytes, bytes], limit: int,
+                    opt: bytes | None) -> None:
+        """Memoise a wildcard's answer once for every name of the same shape.
+
+        Names a wildcard answers for differ in the labels before its closest encloser, and
+        a flood of distinct such names must not take one memo entry each.  The rendered
+        answer depends on those labels' bytes only where a name in it is compressed against
+        them; so the answer is rendered again for a probe name of the same shape (the same
+        label lengths, every byte of those labels changed), and if both renders are equal,
+        the bytes are not used and the answer, keyed by the shape, serves every name with
+        that shape (``_absent_fast``).  A flood of distinct shapes meets the memo's own
+        byte budget and admission policy.
+        """
+        keep = len(qname) - len(encloser)
+        rest = qlower[len(qname):]
+        key = (_shape(qname, keep) + rest, variant | WILD_VARIANT)
+        budget = self.memo_budget
+        if key in self._memo or not (budget.used < budget.gate or self._memo_door.admit(key)):
+            return
+        starts = _label_starts(qname, keep)
+        probe = bytes(b if i in starts else (0x78 if b != 0x78 else 0x79)
+                      for i, b in enumerate(qname[:keep])) + encloser
+        probe_ans = self.catalog.resolve(probe, qtype)
+        if probe_ans.wild != encloser or r.render(probe + rest, probe_ans, limit, opt) != entry:
+            return
+        budget.add(key, entry, len(key[0]) + len(entry[1]) + len(entry[2]))
 
     # -- TCP -----------------------------------------------------------------------------
 
@@ -284,8 +329,10 @@ class Server:
             if ans.rcode == REFUSED:
                 self.stats.refused += 1
             entry = r.render(qlower, ans, limit, opt)
-            if ans.wild:
+            if ans.wild is not None:
                 self._cacheable = False  # nor in the reply cache (see the module's doc)
+                self._learn_wild(qlower, qname_lower, ans.wild, qtype, variant, entry, limit,
+                                 opt)
             elif (self.memo_budget.used < self.memo_budget.gate
                   or self._memo_door.admit(key)):
                 self.memo_budget.add(key, entry, len(qlower) + len(entry[1]) + len(entry[2]))
@@ -416,6 +463,26 @@ def _query_shape(payload: bytes) -> tuple[int, int, int] | None:
     size = int.from_bytes(payload[qend + 3 : qend + 5], "big")
     limit = r.SERVER_UDP_SIZE if size >= r.SERVER_UDP_SIZE else max(size, 512)
     return end, qend, (limit << 2) | (3 if payload[qend + 7] & 0x80 else 1)
+
+
+def _label_starts(name: bytes, end: int) -> frozenset[int]:
+    """Offsets of the length bytes of ``name``'s labels before offset ``end``."""
+    starts, pos = [], 0
+    while pos < end:
+        starts.append(pos)
+        pos += name[pos] + 1
+    return frozenset(starts)
+
+
+def _shape(name: bytes, end: int) -> bytes:
+    """``name`` with every byte of its labels before offset ``end`` zeroed: the names a
+    wildcard answers for that share a shape share one memoised answer."""
+    out, pos = bytearray(name), 0
+    while pos < end:
+        n = name[pos]
+        out[pos + 1 : pos + 1 + n] = bytes(n)
+        pos += n + 1
+    return bytes(out)
 
 
 def _servfail(payload: bytes) -> bytes | None:
