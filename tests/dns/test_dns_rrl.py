@@ -159,6 +159,26 @@ def test_a_bad_exempt_network_is_named() -> None:
         networks("--rrl-exempt", ["127.0.0.1", "nowhere"])
 
 
+def _burst(appliance, source: str, query, count: int, probe):
+    """Send ``count`` copies of ``query`` from ``source`` to the running appliance, then
+    ``probe`` (of a kind never limited); return the replies before the probe's, and its."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(5)
+        for i in range(count):
+            query.id = i
+            s.sendto(query.to_wire(), (appliance.host, appliance.port))
+        s.sendto(probe.to_wire(), (appliance.host, appliance.port))
+        replies = []
+        while True:
+            reply = dns.message.from_wire(s.recv(4096))
+            if reply.id == probe.id and reply.question == probe.question:
+                return replies, reply
+            replies.append(reply)
+
+
 def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_path) -> None:
     """The running appliance with ``--rrl 5``: 60 queries for one name from 127.0.0.1 get
     about 5 answers, half of the rest truncated, the others dropped; a query of another kind
@@ -173,21 +193,9 @@ def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_p
         a.wait()
         flood = dns.message.make_query("www.example.org", "A")
         probe = dns.message.make_query("example.org", "MX")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            s.settimeout(5)
-            start = time.monotonic()
-            for i in range(60):
-                flood.id = i
-                s.sendto(flood.to_wire(), (a.host, a.port))
-            s.sendto(probe.to_wire(), (a.host, a.port))
-            replies = []
-            while True:
-                reply = dns.message.from_wire(s.recv(4096))
-                if reply.id == probe.id and reply.question == probe.question:
-                    break
-                replies.append(reply)
-            elapsed = time.monotonic() - start  # the bucket refills meanwhile
+        start = time.monotonic()
+        replies, reply = _burst(a, "127.0.0.1", flood, 60, probe)
+        elapsed = time.monotonic() - start  # the bucket refills meanwhile
         assert reply.answer and not reply.flags & dns.flags.TC
         full = [r for r in replies if not r.flags & dns.flags.TC]
         slipped = [r for r in replies if r.flags & dns.flags.TC]
@@ -211,7 +219,6 @@ def test_a_flood_from_one_network_is_limited_and_other_networks_are_served(tmp_p
 def test_the_running_appliance_exempts_what_rrl_exempt_names(tmp_path) -> None:
     """``--rrl 5 --rrl-exempt 127.0.0.1``: 40 queries from 127.0.0.1 are all answered in
     full; the same from 127.0.0.2 (same /24, not exempt) are limited."""
-    import socket
 
     from dnstest_util import RunningAppliance
 
@@ -220,22 +227,8 @@ def test_the_running_appliance_exempts_what_rrl_exempt_names(tmp_path) -> None:
         a.wait()
         query = dns.message.make_query("www.example.org", "A")
         probe = dns.message.make_query("example.org", "MX")  # another kind: never limited
-        got = {}
-        for source in ("127.0.0.1", "127.0.0.2"):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((source, 0))
-                s.settimeout(5)
-                for i in range(40):
-                    query.id = i
-                    s.sendto(query.to_wire(), (a.host, a.port))
-                s.sendto(probe.to_wire(), (a.host, a.port))
-                replies = []
-                while True:
-                    reply = dns.message.from_wire(s.recv(4096))
-                    if reply.question == probe.question:
-                        break
-                    replies.append(reply)
-            got[source] = replies
+        got = {source: _burst(a, source, query, 40, probe)[0]
+               for source in ("127.0.0.1", "127.0.0.2")}
         assert len(got["127.0.0.1"]) == 40 and all(r.answer for r in got["127.0.0.1"])
         assert 5 <= len(got["127.0.0.2"]) < 20
     finally:
