@@ -299,6 +299,41 @@ def test_mmsg_reply_cache_answers_below_python(mmsg_pair) -> None:
         batch.set_cache({}, -1)
 
 
+def test_mmsg_reply_cache_limited_to_sources(mmsg_pair) -> None:
+    """With sources, the cache answers only datagrams from those networks (prefixes cut
+    mid-byte included); the others go up to Python."""
+    import ipaddress
+
+    server, client = mmsg_pair
+    batch = Batch(server.fileno(), 8, 2048)
+    nets = (ipaddress.ip_network("127.0.0.0/30"), ipaddress.ip_network("127.9.0.0/16"),
+            ipaddress.ip_network("::1/128"))
+    batch.set_cache({b"hit": b"-cached"}, 2, ReplyCache({}, 2, nets).packed_sources())
+    others = []
+    for source in ("127.0.0.4", "127.9.200.1"):  # outside /30; inside /16
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.bind((source, 0))
+        other.settimeout(2)
+        others.append(other)
+    try:
+        for sock, payload in ((client, b"01hit"), (others[0], b"02hit"), (others[1], b"03hit")):
+            sock.sendto(payload, server.getsockname())
+        wait_queued(server, sizes(b"01hit", b"02hit", b"03hit"))
+        misses = batch.recv()
+        assert [(d, peer[0]) for d, peer in misses] == [(b"02hit", "127.0.0.4")]
+        assert batch.hits == 2
+        assert batch.reply([b"02python"]) == 0
+        assert client.recv(100) == b"01-cached" and others[1].recv(100) == b"03-cached"
+        assert others[0].recv(100) == b"02python"
+    finally:
+        for other in others:
+            other.close()
+    with pytest.raises(TypeError, match="18-byte records"):
+        batch.set_cache({}, 2, b"\x04\x20")
+    assert ReplyCache({}, 2).packed_sources() is None
+    assert ReplyCache({}, 2, nets).packed_sources()[:6] == b"\x04\x1e\x7f\x00\x00\x00"
+
+
 @pytest.mark.parametrize("batched", IO_PATHS)
 def test_udp_listen_with_a_reply_cache(batched: bool) -> None:
     """Both paths give the same answers; the batched one skips the handler for cached ones."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 
 from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
@@ -94,13 +95,13 @@ class DnsAppliance:
             self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
         handler, reply_cache = self.server.handle_udp, self.server.reply_cache
         self.rrl = None
-        if self.args.rrl > 0:  # every UDP answer accounted: none may leave from below Python
+        if self.args.rrl > 0:
+            exempt = networks("--rrl-exempt", self.args.rrl_exempt)
             self.rrl = ResponseRateLimiter(RrlConfig(rate=self.args.rrl, slip=self.args.rrl_slip,
-                                                     window=self.args.rrl_window,
-                                                     exempt=networks("--rrl-exempt",
-                                                                     self.args.rrl_exempt)))
+                                                     window=self.args.rrl_window, exempt=exempt))
             handler = limited(handler, self.rrl, self._zone_of, self.clock.monotonic)
-            reply_cache = None
+            # Every other answer is accounted, so none may leave from below Python.
+            reply_cache = dataclasses.replace(reply_cache, sources=exempt) if exempt else None
         udp = await self.stack.udp_listen(self.args.listen, self.args.port, handler,
                                           reply_cache=reply_cache)
         tcp = await self.stack.tcp_listen(self.args.listen, self.args.port, self.handle_flow)

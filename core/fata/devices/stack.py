@@ -98,10 +98,24 @@ class ReplyCache:
     The appliance owns ``entries``: it must only hold replies the handler itself would
     give, and is changed in place (filled, cleared), never rebound, since platforms keep a
     reference.  A platform that cannot use it ignores it; the handler answers the same.
+
+    With ``sources``, only datagrams from those networks may be answered from it (a DNS
+    server with rate limiting accounts every other client's answers in its handler); a
+    platform that cannot check the source ignores the cache.
     """
 
     entries: dict[bytes, bytes]
     prefix: int = 0
+    sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+
+    def packed_sources(self) -> bytes | None:
+        """``sources`` as the C batch path takes them: per network its family (4 or 6), its
+        prefix length and its address in 16 bytes (IPv4 in the first 4)."""
+        if self.sources is None:
+            return None
+        return b"".join(bytes((net.version, net.prefixlen))
+                        + net.network_address.packed.ljust(16, b"\x00")
+                        for net in self.sources)
 
 
 @dataclass(frozen=True, slots=True)

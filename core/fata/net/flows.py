@@ -44,8 +44,9 @@ class DirectUdpEndpoint(UdpEndpoint):
         self.ip = ip
         self.port = port
         self.handler = handler
-        # the fast path's view of the reply cache: (entries, prefix, payload offset)
-        self.memo = None if reply_cache is None else (
+        # the fast path's view of the reply cache: (entries, prefix, payload offset); one
+        # limited to some sources is not used (the fast path does not check sources)
+        self.memo = None if reply_cache is None or reply_cache.sources is not None else (
             reply_cache.entries, reply_cache.prefix, 42 + reply_cache.prefix)
         self.local = address(ip, port)
         self.closed = False

@@ -57,6 +57,7 @@ typedef struct {
     size_t *answered;      /* per datagram: length of the reply built from the cache, or 0 */
     PyObject *cache;       /* dict or NULL */
     Py_ssize_t prefix;     /* bytes of the datagram kept at the front of a cached reply */
+    PyObject *sources;     /* bytes of SOURCE_RECORD-byte networks the cache may answer, or NULL: all */
     unsigned long long hits;
     char *buffers;
     struct mmsghdr *msgs;
@@ -101,6 +102,7 @@ static void Batch_dealloc(Batch *self) {
     PyMem_Free(self->open);
     PyMem_Free(self->cmsgs);
     Py_XDECREF(self->cache);
+    Py_XDECREF(self->sources);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -380,11 +382,47 @@ static PyObject *as_bytes(PyObject *data) {
     return copy;
 }
 
+/* A network the cache may answer: family (4 or 6), prefix length, address (IPv4: the
+ * first 4 of the 16 bytes). */
+#define SOURCE_RECORD 18
+
+/* Whether the source of datagram i is in one of the cache's networks. */
+static int source_allowed(const Batch *self, unsigned int i) {
+    const struct sockaddr_storage *sa = &self->addrs[i];
+    const unsigned char *addr;
+    int family, bits;
+    if (sa->ss_family == AF_INET) {
+        addr = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        family = 4, bits = 32;
+    } else if (sa->ss_family == AF_INET6) {
+        addr = (const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        family = 6, bits = 128;
+    } else {
+        return 0;
+    }
+    const unsigned char *rec = (const unsigned char *)PyBytes_AS_STRING(self->sources);
+    Py_ssize_t n = PyBytes_GET_SIZE(self->sources) / SOURCE_RECORD;
+    for (Py_ssize_t k = 0; k < n; k++, rec += SOURCE_RECORD) {
+        int len = rec[1];
+        if (rec[0] != family || len > bits)
+            continue;
+        int whole = len / 8, rest = len % 8;
+        if (memcmp(addr, rec + 2, (size_t)whole) != 0)
+            continue;
+        if (rest && ((addr[whole] ^ rec[2 + whole]) & (0xFF << (8 - rest)) & 0xFF))
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
 /* Answer datagram i from the cache, in its own buffer; 1 if it was answered, 0 if not,
  * -1 with an exception. */
 static int from_cache(Batch *self, unsigned int i) {
     size_t len = self->msgs[i].msg_len;
     if (!self->cache || len <= (size_t)self->prefix)
+        return 0;
+    if (self->sources && !source_allowed(self, i))
         return 0;
     char *buf = self->iovs[i].iov_base;
     PyObject *key = PyBytes_FromStringAndSize(buf + self->prefix, (Py_ssize_t)len - self->prefix);
@@ -496,16 +534,24 @@ static PyObject *Batch_reply(Batch *self, PyObject *replies) {
 }
 
 PyDoc_STRVAR(Batch_set_cache_doc,
-"set_cache(cache: dict[bytes, bytes] | None, prefix: int = 0) -> None\n\n"
+"set_cache(cache: dict[bytes, bytes] | None, prefix: int = 0, sources: bytes | None = None)"
+" -> None\n\n"
 "Answer from `cache` the datagrams whose bytes after the first `prefix` are one of its\n"
 "keys: the reply is those `prefix` bytes followed by the value.  The dict is kept (not\n"
-"copied): the caller may go on filling and clearing it.");
+"copied): the caller may go on filling and clearing it.  With `sources`, only datagrams\n"
+"from those networks: 18-byte records of family (4 or 6), prefix length and a 16-byte\n"
+"address (IPv4 in its first 4 bytes).");
 
 static PyObject *Batch_set_cache(Batch *self, PyObject *args) {
-    PyObject *cache;
+    PyObject *cache, *sources = Py_None;
     Py_ssize_t prefix = 0;
-    if (!PyArg_ParseTuple(args, "O|n", &cache, &prefix))
+    if (!PyArg_ParseTuple(args, "O|nO", &cache, &prefix, &sources))
         return NULL;
+    if (sources != Py_None && (!PyBytes_Check(sources)
+                               || PyBytes_GET_SIZE(sources) % SOURCE_RECORD != 0)) {
+        PyErr_SetString(PyExc_TypeError, "sources must be bytes of 18-byte records or None");
+        return NULL;
+    }
     if (cache != Py_None && !PyDict_Check(cache)) {
         PyErr_SetString(PyExc_TypeError, "the cache must be a dict or None");
         return NULL;
@@ -515,6 +561,7 @@ static PyObject *Batch_set_cache(Batch *self, PyObject *args) {
         return NULL;
     }
     Py_XSETREF(self->cache, cache == Py_None ? NULL : Py_NewRef(cache));
+    Py_XSETREF(self->sources, sources == Py_None ? NULL : Py_NewRef(sources));
     self->prefix = prefix;
     Py_RETURN_NONE;
 }

@@ -100,7 +100,8 @@ class SocketUdpEndpoint(UdpEndpoint):
         if self.batched:
             self._batch = Batch(sock.fileno(), MMSG_BATCH, MAX_DATAGRAM)
             if reply_cache is not None:
-                self._batch.set_cache(reply_cache.entries, reply_cache.prefix)
+                self._batch.set_cache(reply_cache.entries, reply_cache.prefix,
+                                      reply_cache.packed_sources())
             loop.add_reader(sock.fileno(), self._drain_batched)
         else:
             loop.add_reader(sock.fileno(), self._drain)
