@@ -99,17 +99,132 @@ def test_walk_follows_parents_and_records_missing(tmp_path: Path) -> None:
     assert result.missing == {"not_anywhere": {"app.main"}}
 
 
-def test_a_self_test_import_is_pruned_from_its_importer_only(tmp_path: Path) -> None:
+def test_a_library_lazy_import_is_left_out_and_reported(tmp_path: Path) -> None:
     """random's `_test_generator` imports statistics (and so decimal, 1.7 MB); no appliance
-    runs it.  A module of the appliance's own that imports statistics still gets it."""
-    (tmp_path / "random.py").write_text("def _test_generator():\n    from statistics import stdev\n")
-    (tmp_path / "statistics.py").write_text("import decimal\n")
-    (tmp_path / "decimal.py").write_text("")
-    (tmp_path / "user.py").write_text("def mean():\n    import statistics\n")
+    runs it: it is left out, and said so.  The appliance's own lazy import of statistics
+    (its author put it there to run) brings it in."""
+    stdlib, app = tmp_path / "stdlib", tmp_path / "app"
+    stdlib.mkdir()
+    app.mkdir()
+    (stdlib / "random.py").write_text("def _test_generator():\n    from statistics import stdev\n")
+    (stdlib / "statistics.py").write_text("import decimal\n_D = decimal.Decimal\n")
+    (stdlib / "decimal.py").write_text("")
+    (app / "user.py").write_text("def mean():\n    import statistics\n")
+    index = closure.ModuleIndex([(stdlib, "stdlib"), (app, "appliance")])
+    alone = closure.compute(index, ["random"])
+    assert set(alone.modules) == {"random"}
+    assert alone.left_out == {"statistics": {"random": "lazy"}}
+    report = alone.left_out_report()["statistics"]
+    assert report["importers"] == "random" and "inside functions" in report["why"]
+    with_user = closure.compute(index, ["random", "user"])
+    assert set(with_user.modules) == {"random", "user", "statistics", "decimal"}
+    assert with_user.left_out == {}
+
+
+def test_guarded_imports_keep_accelerators_and_leave_out_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "lib.py").write_text(textwrap.dedent("""
+        try:
+            import _fast
+        except ImportError:
+            _fast = None
+        try:
+            import optional_feature
+        except ImportError:
+            optional_feature = None
+        else:
+            import needed_with_it
+            needed_with_it.setup()
+    """))
+    (tmp_path / "_fast.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (tmp_path / "optional_feature.py").write_text("")
+    (tmp_path / "needed_with_it.py").write_text("")
     index = closure.ModuleIndex([(tmp_path, "stdlib")])
-    assert set(closure.compute(index, ["random"]).modules) == {"random"}
-    assert set(closure.compute(index, ["random", "user"]).modules) == {
-        "random", "user", "statistics", "decimal"}
+    result = closure.compute(index, ["lib"])
+    assert set(result.modules) == {"lib", "_fast", "needed_with_it"}
+    assert result.left_out == {"optional_feature": {"lib": "guarded"}}
+
+
+def test_platform_tests_are_evaluated_for_where_the_image_runs() -> None:
+    result = scan("""
+        import sys, os
+        _mswindows = (sys.platform == "win32")
+        _names = sys.builtin_module_names
+        if _mswindows:
+            import _winapi
+        else:
+            import _posixsubprocess
+        if sys.platform.startswith("win") or os.name == "nt":
+            import nt_only
+        if sys.platform != "win32" and "posix" in _names:
+            import posix_only
+        if "nt" in sys.builtin_module_names:
+            import ntpath
+        if some_runtime_flag:
+            import unknown
+    """)
+    assert "_winapi" not in result.required and "nt_only" not in result.required
+    assert "ntpath" not in result.required
+    assert {"_posixsubprocess", "posix_only", "unknown"} <= set(result.required)
+
+
+def test_a_module_level_import_used_only_in_functions_is_deferred(tmp_path: Path) -> None:
+    """dns._features imports importlib.metadata at module level and calls it only inside a
+    function: the import must succeed (a stand-in at run time), the module can stay out."""
+    result = scan("""
+        import importlib.metadata
+        import used_at_import
+        import in_a_default
+        import decorates
+        import only_inside as alias
+        X = used_at_import.VALUE
+        @decorates.it
+        def f(arg=in_a_default.DEFAULT):
+            return importlib.metadata.version("x"), alias.thing()
+    """)
+    assert set(result.deferred) == {"importlib.metadata", "only_inside"}
+    (tmp_path / "lib.py").write_text("import heavy\ndef f():\n    return heavy.x\n")
+    (tmp_path / "heavy.py").write_text("import heavier\nY = heavier.y\n")
+    (tmp_path / "heavier.py").write_text("")
+    index = closure.ModuleIndex([(tmp_path, "third-party")])
+    found = closure.compute(index, ["lib"])
+    assert set(found.modules) == {"lib"}
+    assert found.left_out == {"heavy": {"lib": "deferred"}}
+    assert found.left_out_report()["heavy"]["stand_in"] is True
+
+
+def test_a_deferred_leaf_goes_in(tmp_path: Path) -> None:
+    """struct is `from _struct import *`: leaving it out would save only its own bytes."""
+    (tmp_path / "lib.py").write_text("import wrapper\nimport _c\ndef f():\n    return wrapper, _c\n")
+    (tmp_path / "wrapper.py").write_text("from _c import *\n")
+    (tmp_path / "_c.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    index = closure.ModuleIndex([(tmp_path, "stdlib")])
+    found = closure.compute(index, ["lib"])
+    assert set(found.modules) == {"lib", "wrapper", "_c"} and found.left_out == {}
+
+
+def test_deferred_and_guarded_by_two_importers_goes_in(tmp_path: Path) -> None:
+    """One importer needs the import to succeed, the other to fail: it cannot be left out."""
+    (tmp_path / "a.py").write_text("import opt\ndef f():\n    return opt.x\n")
+    (tmp_path / "b.py").write_text("try:\n    import opt\nexcept ImportError:\n    opt = None\n")
+    (tmp_path / "opt.py").write_text("")
+    index = closure.ModuleIndex([(tmp_path, "stdlib")])
+    found = closure.compute(index, ["a", "b"])
+    assert "opt" in found.modules and found.left_out == {}
+
+
+def test_imports_under_try_are_guarded_but_handlers_are_eager() -> None:
+    result = scan("""
+        try:
+            from _speedups import thing
+        except (ImportError, AttributeError):
+            from slow import thing
+        try:
+            import not_guarded
+        except KeyError:
+            pass
+    """)
+    assert set(result.guarded) == {"_speedups", "_speedups.thing"}
+    assert "slow" in result.required and "not_guarded" in result.required
 
 
 def test_namespace_packages_and_whole_packages(tmp_path: Path) -> None:

@@ -108,7 +108,9 @@ def test_forked_dns_appliance_builds_runs_and_answers(tmp_path: Path) -> None:
     port = _free_port()
     launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
     proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            pass_fds=launch.pass_fds, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    launch.close()
     try:
         deadline = time.monotonic() + 30
         while True:  # poll until the image answers (it is starting up)

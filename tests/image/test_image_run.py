@@ -18,8 +18,12 @@ from .conftest import fata_cli, flip_byte, member_data_offset
 
 def run(path: Path, *argv: str) -> subprocess.CompletedProcess:
     launch = image.prepare(path, list(argv))
-    return subprocess.run(launch.argv, env=launch.env, executable=launch.executable,
-                          capture_output=True, text=True, timeout=60, check=False)
+    try:
+        return subprocess.run(launch.argv, env=launch.env, executable=launch.executable,
+                              pass_fds=launch.pass_fds, capture_output=True, text=True,
+                              timeout=60, check=False)
+    finally:
+        launch.close()
 
 
 def test_run_uses_baked_data_and_arguments(tiny_image: Path) -> None:
@@ -89,6 +93,7 @@ def test_run_refuses_a_modified_image(tiny_image: Path, tmp_path: Path) -> None:
 def test_tampered_extraction_cache_is_repaired(tiny_image: Path) -> None:
     root = image.prepare(tiny_image, []).root
     target = root / "lib/python3.11/fata_tiny/greeting.pyc"
+    target.chmod(0o644)  # the extraction is read-only
     target.write_bytes(b"tampered")
     assert image.prepare(tiny_image, []).root == root
     assert target.read_bytes() != b"tampered"

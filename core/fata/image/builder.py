@@ -7,9 +7,11 @@ The steps, each deterministic so that the same inputs give the same bytes:
    (``closure``), starting from it, the interpreter's own start-up modules and the
    configuration's ``include`` packages;
 3. compile every source module to sourceless, hash-based bytecode (``bytecode``), copy
-   extension modules (and the shared libraries third-party wheels bundle for them), and
-   copy the ``kv_ro`` data directories under ``data/``;
-4. write the manifest (every member with size, SHA-256 and kind), sign it with ed25519 and
+   extension modules (and the shared libraries third-party wheels bundle for them),
+   stripped (``strip``), and the ``kv_ro`` data directories under ``data/``; write
+   ``__fata_leftout__`` (``leftout``), which names at run time what the walk left out;
+4. write the manifest (every member with size, SHA-256 and kind, what was left out and
+   why, what stripping saved), sign it with ed25519 and
    write the archive (``archive``) with one timestamp: ``SOURCE_DATE_EPOCH``, else the git
    commit time, else 1980-01-01.
 """
@@ -27,6 +29,8 @@ from typing import Any
 import fata
 from fata import config as fata_config
 from fata.image import closure as closure_mod
+from fata.image import leftout
+from fata.image import strip as strip_mod
 from fata.image.archive import Member, write_archive
 from fata.image.bytecode import check_bytecode, pyc_bytes
 from fata.image.errors import ImageError
@@ -67,8 +71,9 @@ def build(
     log(f"building {baked['name']} {baked['version']} for {target} "
         f"({', '.join(f'{k}={v}' for k, v in baked['keys'].items()) or 'no keys'})")
 
-    members, counts = collect(appliance, baked, log)
+    members, counts, extra = collect(appliance, baked, log)
     manifest = make_manifest(baked, target, epoch, members, signer)
+    manifest.update(extra)
     manifest_bytes = dumps(manifest)
     signature = signature_bytes(signer.key_id, signer.sign(manifest_bytes))
     archive = [Member(MANIFEST_NAME, manifest_bytes), Member(SIGNATURE_NAME, signature)]
@@ -128,15 +133,17 @@ def _image_dir(module: closure_mod.Module) -> str:
 
 def collect(
     appliance: fata_config.Appliance, baked: dict[str, Any], log: Callable[..., Any]
-) -> tuple[dict[str, tuple[Member, str]], dict[str, int]]:
-    """Every member but the manifest and signature: {path: (member, kind)}, and module counts."""
+) -> tuple[dict[str, tuple[Member, str]], dict[str, int], dict[str, Any]]:
+    """Every member but the manifest and signature: {path: (member, kind)}, module counts,
+    and the manifest's ``left_out`` and ``stripped`` sections."""
     assert appliance.directory is not None
-    source = main_source(baked, baked["platform_modules"], appliance.entry_module)
+    source = leftout.require_hook(
+        main_source(baked, baked["platform_modules"], appliance.entry_module))
     roots = closure_mod.default_roots(appliance.directory, fata_source_root())
     index = closure_mod.ModuleIndex(roots)
     includes = [f"{name}.*" for name in baked["include"]]
     found = closure_mod.compute(index, [*closure_mod.INTERPRETER_MODULES, *includes], source,
-                                MAIN_NAME)
+                                MAIN_NAME, included=tuple(baked["include"]))
 
     needed = ["fata.runtime.boot", appliance.entry_module, *baked["platform_modules"],
               *baked["include"]]
@@ -151,6 +158,26 @@ def collect(
         if ours:
             log(f"warning: {', '.join(ours)} imports {name}, which cannot be found; "
                 f"the image will raise ImportError if that import runs")
+
+    left_out = found.left_out_report()
+    if left_out:
+        log(leftout.summary(left_out))
+    tool = strip_mod.strip_tool()
+    stripped = {"tool": strip_mod.tool_version(tool) if tool else None,
+                "args": list(strip_mod.STRIP_ARGS), "files": 0, "bytes_before": 0,
+                "bytes_after": 0}
+    if tool is None:
+        log("warning: no `strip` (binutils) here: shared objects go into the image unstripped")
+
+    def shared_object(path: Path) -> bytes:
+        data = path.read_bytes()
+        if tool is None:
+            return data
+        out = strip_mod.strip_bytes(data, tool)
+        stripped["files"] += 1
+        stripped["bytes_before"] += len(data)
+        stripped["bytes_after"] += len(out)
+        return out
 
     members: dict[str, tuple[Member, str]] = {}
     counts: dict[str, int] = {}
@@ -175,14 +202,16 @@ def collect(
             data = check_bytecode(module.path.read_bytes(), module.path)
             add(f"{base}/{rel}", data, module.origin)
         elif module.kind == "extension":
-            add(f"{base}/{rel}", module.path.read_bytes(), module.origin, 0o755)
+            add(f"{base}/{rel}", shared_object(module.path), module.origin, 0o755)
             if module.origin == "third-party":
                 for lib_path in bundled_libraries(module.path, module.root):
                     lib_rel = lib_path.relative_to(module.root).as_posix()
-                    add(f"{base}/{lib_rel}", lib_path.read_bytes(), module.origin, 0o755)
+                    add(f"{base}/{lib_rel}", shared_object(lib_path), module.origin, 0o755)
 
     main_pyc = pyc_bytes(source, f"{MAIN_NAME}.py")
     add(f"{LIB}/{MAIN_NAME}.pyc", main_pyc, "image")
+    leftout_pyc = pyc_bytes(leftout.runtime_source(left_out), f"{leftout.MODULE_NAME}.py")
+    add(f"{LIB}/{leftout.MODULE_NAME}.pyc", leftout_pyc, "image")
 
     for directory in appliance.data_directories():
         base_dir = appliance.directory / directory
@@ -191,7 +220,7 @@ def collect(
             if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
                 continue
             add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
-    return members, counts
+    return members, counts, {"left_out": left_out, "stripped": stripped}
 
 
 def bundled_libraries(extension: Path, site: Path) -> list[Path]:

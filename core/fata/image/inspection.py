@@ -2,7 +2,8 @@
 
 The report is the manifest plus a size breakdown by kind (appliance, fata, stdlib,
 third-party, data, image), both as stored (deflated) and unpacked, the largest members,
-and whether the image verifies against the keys trusted here.  It reads an image it
+what stripping the shared objects saved, what the build left out (``closure``), and
+whether the image verifies against the keys trusted here.  It reads an image it
 cannot verify too (a tampered one is worth looking at); the verdict says so.
 """
 
@@ -89,6 +90,18 @@ def format_inspect(info: dict[str, Any]) -> str:
         total_modules += row["modules"]
     lines.append(f"{'total':<12} {total_files:>6} {total_modules:>8} {_mb(total_bytes):>11} "
                  f"{_mb(total_stored):>11}")
+    stripped = m.get("stripped")
+    if stripped is not None and stripped.get("tool") is None:
+        lines += ["", "stripped  no: the build machine had no `strip`"]
+    elif stripped and stripped.get("files"):
+        lines += ["", f"stripped  {stripped['files']} shared objects with {stripped['tool']} "
+                      f"{' '.join(stripped['args'])}: {_mb(stripped['bytes_before']).strip()} "
+                      f"-> {_mb(stripped['bytes_after']).strip()} unpacked (sizes above are "
+                      f"after)"]
+    left_out = m.get("left_out")
+    if left_out:
+        lines.append(f"left out  {len(left_out)} modules reached only by imports the appliance "
+                     f"is not known to run: {', '.join(sorted(left_out))}")
     lines += ["", "largest members:"]
     lines += [f"  {_mb(e['size'])}  {e['kind']:<11} {e['path']}" for e in info["largest"]]
     config = m.get("config", {})

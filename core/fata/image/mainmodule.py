@@ -45,6 +45,7 @@ def _seal():
 
 
 ROOT = _seal()
+import __fata_leftout__  # noqa: E402,F401
 
 import pathlib  # noqa: E402
 

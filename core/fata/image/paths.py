@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tomllib
+import re
 from pathlib import Path
 
 import fata
@@ -41,10 +41,40 @@ def repo_root_for(path: Path) -> Path:
 
 def _declares_fata(pyproject: Path) -> bool:
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        text = pyproject.read_text(encoding="utf-8")
     except (OSError, ValueError):
         return False
+    quick = _project_name(text)
+    if quick is not None:
+        return quick == "fata"
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except ValueError:
+        return False
     return data.get("project", {}).get("name") == "fata"
+
+
+_NAME_LINE = re.compile(r"""name\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?""")
+
+
+def _project_name(text: str) -> str | None:
+    """``[project] name`` when it is written the plain way (``name = "..."`` on its own
+    line), else None.  Importing ``tomllib`` costs ~5 ms of every ``fata run``, which
+    looks here for the project's keys; anything unusual is left to it."""
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+            continue
+        if section == "[project]" and line.startswith("name"):
+            match = _NAME_LINE.fullmatch(line)
+            if match is None:
+                return None
+            return match.group(1) if match.group(1) is not None else match.group(2)
+    return None
 
 
 def project_keys_dir() -> Path | None:
