@@ -1,0 +1,45 @@
+"""The www appliance's configuration: the devices it needs and its runtime arguments."""
+
+from fata.config import Appliance, arg, clock, console, kv_ro, kv_runtime, lifecycle, stack
+
+appliance = Appliance(
+    name="www",
+    version="0.1.0",
+    entry="fata_www.unikernel:start",
+    devices={
+        "stack": stack(),
+        "content": kv_ro("data/site"),  # the default site baked into the image
+        "site": kv_runtime(),  # --site DIR: fata run --kv site=DIR, or host paths
+        "clock": clock(),
+        "console": console(),
+        "lifecycle": lifecycle(),
+    },
+    args=[
+        arg("listen", type=str, default="",
+            help="address to serve on (default: the stack's own address, 127.0.0.1 on "
+                 "--net socket, 10.77.0.2 on --net direct)"),
+        arg("port", type=int, default=80, help="HTTP port"),
+        arg("site", type=str, default="",
+            help="directory to serve, read from the run-time store 'site' (a host path; "
+                 "confined to DIR by fata run --kv site=DIR); re-read on SIGHUP; default: "
+                 "the baked data/site"),
+        arg("access_log", type=bool, default=False,
+            help="log every request in Common Log Format on the console"),
+        arg("max_connections", type=int, default=1024,
+            help="concurrent connections; a new one beyond it gets 503 and is closed"),
+        arg("header_timeout", type=float, default=10.0,
+            help="seconds from a request's first byte (or the accept) to the end of its "
+                 "headers; bytes trickling in do not extend it"),
+        arg("idle_timeout", type=float, default=30.0,
+            help="seconds a keep-alive connection may wait for its next request"),
+        arg("max_request_line", type=int, default=8192,
+            help="bytes of the request line; longer gets 414"),
+        arg("max_header_bytes", type=int, default=16384,
+            help="bytes of the request line and headers together; more gets 431"),
+        arg("max_body", type=int, default=65536,
+            help="bytes of a request body (read and discarded); more gets 413"),
+        arg("max_pipeline", type=int, default=32,
+            help="pipelined requests answered from one read before their answers are "
+                 "written (the rest wait, unread)"),
+    ],
+)

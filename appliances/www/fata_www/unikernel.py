@@ -1,0 +1,214 @@
+"""The www appliance: wires the sans-IO HTTP engine to the devices it is given.
+
+One task per TCP connection (``Stack.tcp_listen``) runs an
+:class:`~fata_www.engine.HttpConnection`: it reads with the deadline the engine names,
+measured on the ``Clock`` (header timeout, idle timeout), writes the engine's answers in
+order (``Flow.write`` waits while the peer does not read, which is the backpressure that
+bounds a pipelining client), and ends the connection when the engine says so, with a
+lingering close: our side is shut first and what the peer still sends is read and dropped
+for a moment, so that a 400 is not destroyed by the RST that closing on unread data sends.
+Beyond ``--max-connections`` a new connection gets a 503 and is closed; the others are
+unaffected.
+
+The site is read only here, through a ``KV``: ``--site DIR`` from the run-time store
+``site``, else the baked ``content``.  SIGHUP re-reads it off the event loop and swaps the
+server's responses whole, or logs the error and keeps the old site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
+
+from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
+from fata_www.responses import Responses, closing_bytes
+from fata_www.site import Site, SiteError, load_site
+
+LINGER_SECONDS = 2.0  # how long a closing connection's input is drained
+LINGER_BYTES = 1 << 20
+COALESCE = 16384  # answers up to this size are joined into one write
+
+
+def clf_time(wall: float) -> str:
+    """``10/Oct/2000:13:55:36 +0000``: Common Log Format's time, in UTC."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(wall))
+
+
+def clf_line(host: str, wall: float, entry: LogEntry) -> str:
+    """One Common Log Format line (``host ident authuser [date] "request" status bytes``)."""
+    request = entry.request_line.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"')
+    size = str(entry.size) if entry.size else "-"
+    return f'{host} - - [{clf_time(wall)}] "{request}" {entry.status} {size}'
+
+
+class WwwAppliance:
+    """The running appliance: the shared server, its listener, reload and the connections."""
+
+    def __init__(self, stack: Stack, content: KV, site: KV, clock: Clock, console: Console,
+                 args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.content = content
+        self.site_kv = site
+        self.clock = clock
+        self.console = console
+        self.args = args
+        self.limits = Limits(
+            max_request_line=int(args.max_request_line),
+            max_header_bytes=int(args.max_header_bytes), max_body=int(args.max_body),
+            max_pipeline=max(1, int(args.max_pipeline)),
+            header_timeout=float(args.header_timeout), idle_timeout=float(args.idle_timeout))
+        self.max_connections = int(args.max_connections)
+        self.site: Site | None = None
+        self.server: HttpServer | None = None
+        self.connections = 0
+        self.refused = 0
+        self.timeouts = {"header": 0, "idle": 0}
+        self._tasks: set[asyncio.Task] = set()
+        self._reloading = False
+
+    def load(self) -> Site:
+        """The site to serve, read now (SiteError if it cannot be)."""
+        if self.args.site:
+            return load_site(self.site_kv, self.args.site, self.clock.time(), self.site)
+        return load_site(self.content, "", self.clock.time(), self.site)
+
+    def describe(self, site: Site) -> str:
+        where = self.args.site or "the baked site"
+        return f"{where}: {len(site.resources)} files, {site.total_bytes} bytes"
+
+    async def run(self, lifecycle: Lifecycle) -> None:
+        self.site = self.load()
+        self.server = HttpServer(Responses(self.site), self.limits,
+                                 access_log=bool(self.args.access_log))
+        if not self.args.listen:  # the stack's own address: one command works on every target
+            addresses = [a for a in self.stack.addresses if a.version == 4]
+            self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
+        listener = await self.stack.tcp_listen(self.args.listen, self.args.port,
+                                               self.handle_flow)
+        self.console.info(f"serving {self.describe(self.site)} on "
+                          f"http://{self.args.listen}:{listener.local[1]}/")
+        lifecycle.on_reload(lambda: self._spawn(self.reload()))
+        try:
+            await lifecycle.wait_stopped()
+        finally:
+            listener.close()
+            for task in list(self._tasks):
+                task.cancel()
+            self.console.info(
+                f"stopping: {self.refused} connections refused (over --max-connections), "
+                f"timeouts {self.timeouts['header']} header, {self.timeouts['idle']} idle")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> None:
+        """Re-read the site; swap only if it loads whole (SIGHUP)."""
+        if self._reloading:
+            self.console.warning("reload already in progress; ignored")
+            return
+        self._reloading = True
+        try:
+            loop = asyncio.get_running_loop()
+            site = await loop.run_in_executor(None, self.load)
+            responses = await loop.run_in_executor(None, Responses, site)
+        except SiteError as exc:
+            self.console.error(f"reload failed, still serving the previous site: {exc}")
+            return
+        finally:
+            self._reloading = False
+        assert self.server is not None
+        self.site = site
+        self.server.responses = responses
+        self.console.info(f"reloaded {self.describe(site)}")
+
+    async def handle_flow(self, flow: Flow) -> None:
+        """One connection: requests in, answers out, until the engine closes it."""
+        if self.connections >= self.max_connections:
+            self.refused += 1
+            try:
+                await flow.write(closing_bytes(503))
+                await self._linger(flow)
+            except ConnectionError:
+                pass
+            return
+        self.connections += 1
+        try:
+            await self._serve(flow)
+        except ConnectionError:
+            pass
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, flow: Flow) -> None:
+        assert self.server is not None
+        clock = self.clock
+        conn = HttpConnection(self.server, clock.monotonic())
+        host = str(flow.peer[0])
+        while not conn.closed:
+            deadline = conn.next_deadline()
+            assert deadline is not None
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                await self._write(flow, conn, conn.on_timer(clock.monotonic()), host)
+                if conn.timed_out:
+                    self.timeouts[conn.timed_out] += 1
+                continue
+            try:
+                data = await asyncio.wait_for(flow.read(), remaining)
+            except TimeoutError:
+                continue  # the deadline is checked on the engine's own terms
+            if not data:
+                await self._write(flow, conn, conn.receive_eof(clock.monotonic(), clock.time()),
+                                  host)
+                return
+            await self._write(flow, conn, conn.receive(data, clock.monotonic(), clock.time()),
+                              host)
+            while conn.pending:
+                await self._write(flow, conn, conn.receive(b"", clock.monotonic(), clock.time()),
+                                  host)
+        await self._linger(flow)
+
+    async def _write(self, flow: Flow, conn: HttpConnection, out: list[bytes], host: str
+                     ) -> None:
+        if conn.log:
+            wall = self.clock.time()
+            for entry in conn.log:
+                self.console.info(clf_line(host, wall, entry))
+            conn.log.clear()
+        if not out:
+            return
+        if len(out) > 1 and sum(map(len, out)) <= COALESCE:
+            out = [b"".join(out)]
+        for chunk in out:
+            await flow.write(chunk)
+
+    async def _linger(self, flow: Flow) -> None:
+        """Shut our side, then drop what the peer still sends for a moment (see above)."""
+        try:
+            await flow.shutdown()
+            deadline = self.clock.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES:
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    data = await asyncio.wait_for(flow.read(), remaining)
+                except TimeoutError:
+                    break
+                if not data:
+                    break
+                drained += len(data)
+        except ConnectionError:
+            pass
+
+
+async def start(*, stack: Stack, content: KV, site: KV, clock: Clock, console: Console,
+                lifecycle: Lifecycle, args: argparse.Namespace) -> None:
+    """Entry point called by the Fata runtime."""
+    await WwwAppliance(stack, content, site, clock, console, args).run(lifecycle)
