@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
-import pytest
+from appliance_util import (  # noqa: F401 -- re-exported for the tests
+    APPLIANCE_STACKS,
+    DIRECT_HOST,
+    LoggedProcess,
+    free_port,
+    network_namespace,
+    rss_kb,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = ROOT / "appliances" / "dns"
@@ -90,21 +96,6 @@ def rrs(section) -> set[str]:
     return out
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
 def wait_answer(port: int, name: str, proc: subprocess.Popen | None = None,
                 timeout: float = 60.0, host: str = "127.0.0.1") -> float:
     """Poll with dnspython until the server on ``port`` answers; return the seconds taken."""
@@ -123,10 +114,7 @@ def wait_answer(port: int, name: str, proc: subprocess.Popen | None = None,
         time.sleep(0.05)
 
 
-DIRECT_HOST = "10.77.0.2"  # where --net direct answers by default (host side 10.77.0.1)
-
-
-class RunningAppliance:
+class RunningAppliance(LoggedProcess):
     """``python -m fata run appliances/dns [--net NET] -- ARGS`` as a subprocess.
 
     ``host`` is where it answers: 127.0.0.1 on host sockets; with ``net="direct"`` the
@@ -151,32 +139,6 @@ class RunningAppliance:
     def wait(self, name: str = "example.org.", timeout: float = 90.0) -> float:
         return wait_answer(self.port, name, self.proc, timeout, self.host)
 
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "the condition",
-               detail: Callable[[], str] = lambda: "") -> None:
-    """Poll ``predicate`` (a query to a running server, a look at its log) every 0.1 s until
-    it holds; fail after ``timeout`` seconds, with ``detail()`` (a log) in the message."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s\n{detail()}")
-        time.sleep(0.1)
-
 
 def query(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, use_edns=0,
           payload: int = 1232, rd: bool = False, timeout: float = 2.0,
@@ -188,36 +150,6 @@ def query(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, use_edn
     if tcp:
         return dns.query.tcp(q, host, port=port, timeout=timeout)
     return dns.query.udp(q, host, port=port, timeout=timeout, ignore_trailing=False)
-
-
-CLONE_NEWNET = 0x40000000
-
-
-@contextlib.contextmanager
-def network_namespace(name: str) -> Iterator[None]:
-    """Run this thread, and the processes it starts, in a network namespace made with
-    ``ip netns add NAME`` (``setns(2)``; Python 3.11 has no ``os.setns``), then come back."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
-        yield
-    finally:
-        if libc.setns(own, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back failed")
-        os.close(own)
-        os.close(target)
-
-
-APPLIANCE_STACKS = [
-    "socket",
-    pytest.param("direct", marks=[
-        pytest.mark.root, pytest.mark.tool("ip"),
-        pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")]),
-]
-"""The stacks the appliance's own tests run it on (``params=`` of their fixtures)."""
 
 
 def ip_cmd(*cmd: str) -> None:
@@ -264,19 +196,3 @@ def read_tcp(s: socket.socket) -> dns.message.Message:
     return dns.message.from_wire(recv_exact(s, int.from_bytes(head, "big")))
 
 
-def rss_kb(pid: int) -> int:
-    """Resident memory of the appliance: the ``fata run`` process or its child, the larger."""
-    pids = [pid]
-    try:
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        pass
-    total = 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total = max(total, int(line.split()[1]))
-        except FileNotFoundError:
-            pass
-    return total

@@ -20,6 +20,7 @@ from wwwtest_util import (
     SAMPLE_FILES,
     RunningWww,
     parse_responses,
+    rss_kb,
     sha256,
     site_files,
     wait_until,
@@ -193,24 +194,6 @@ def test_malformed_and_oversized_requests_get_an_answer_and_a_close(app) -> None
             rs = parse_responses(read_all(s))  # read_all returns: the server closed
         assert [r.status for r in rs] == [status]
     assert app.request("/style.css")[0] == 200  # and everyone else is still served
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of the appliance: the ``fata run`` process or a child, the larger."""
-    pids = [pid]
-    try:
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        pass
-    best = 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    best = max(best, int(line.split()[1]))
-        except FileNotFoundError:
-            pass
-    return best
 
 
 def test_a_client_pipelining_without_reading_is_held_to_its_reads(app) -> None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import http.client
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from appliance_util import (  # noqa: F401 -- re-exported for the tests
+    APPLIANCE_STACKS,
+    DIRECT_HOST,
+    LoggedProcess,
+    free_port,
+    network_namespace,
+    rss_kb,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = ROOT / "appliances" / "www"
@@ -132,26 +136,7 @@ def site_files(root: Path) -> dict[str, bytes]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0,
-               what: str = "the condition", detail: Callable[[], str] = lambda: "") -> None:
-    """Poll ``predicate`` every 0.05 s until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s\n{detail()}")
-        time.sleep(0.05)
-
-
-DIRECT_HOST = "10.77.0.2"  # where --net direct answers by default (host side 10.77.0.1)
-
-
-class RunningWww:
+class RunningWww(LoggedProcess):
     """``python -m fata run appliances/www [--net NET] -- --listen HOST --port N ARGS``."""
 
     def __init__(self, args: list[str], tmp: Path, *, net: str = "socket") -> None:
@@ -195,51 +180,6 @@ class RunningWww:
 
     def wait(self, timeout: float = 90.0) -> None:
         wait_until(self.answers, timeout, "the appliance answering", self.output)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-CLONE_NEWNET = 0x40000000
-
-
-@contextlib.contextmanager
-def network_namespace(name: str) -> Iterator[None]:
-    """Run this thread, and the processes it starts, in network namespace ``name``
-    (``setns(2)``), then come back."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
-        yield
-    finally:
-        if libc.setns(own, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back failed")
-        os.close(own)
-        os.close(target)
-
-
-APPLIANCE_STACKS = [
-    "socket",
-    pytest.param("direct", marks=[
-        pytest.mark.root, pytest.mark.tool("ip"),
-        pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")]),
-]
-"""The stacks the end-to-end tests run the appliance on."""
 
 
 @contextlib.contextmanager
