@@ -23,6 +23,13 @@ appliance = Appliance(
             help="directory to serve, read from the run-time store 'site' (a host path; "
                  "confined to DIR by fata run --kv site=DIR); re-read on SIGHUP; default: "
                  "the baked data/site"),
+        arg("cache_control", type=str, multiple=True,
+            help="/GLOB=VALUE: the Cache-Control of files whose URL path matches GLOB "
+                 "(fnmatch; the first matching rule wins), e.g. "
+                 "'/assets/*=public, max-age=31536000, immutable'; repeatable"),
+        arg("security_headers", type=bool, default=False,
+            help="add X-Content-Type-Options: nosniff, X-Frame-Options: SAMEORIGIN and "
+                 "Referrer-Policy: strict-origin-when-cross-origin to every file's answers"),
         arg("access_log", type=bool, default=False,
             help="log every request in Common Log Format on the console"),
         arg("max_connections", type=int, default=1024,

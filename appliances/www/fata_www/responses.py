@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from fata_www.dates import http_date, parse_http_date
 from fata_www.paths import PathError, encode, resolve
+from fata_www.policy import HeaderPolicy
 from fata_www.site import Resource, Site
 
 SERVER = b"fata-www"
@@ -122,9 +123,10 @@ def wants_gzip(accept_encoding: bytes) -> bool:
 
 
 def resource_headers(resource: Resource, variant: Variant | None = None,
-                     vary: bool = False) -> Headers:
+                     vary: bool = False, extra: Headers = ()) -> Headers:
     """The headers of a 200 for ``resource`` as ``variant`` (identity by default)
-    (``Date`` excepted); ``vary`` when it has more than one representation."""
+    (``Date`` excepted); ``vary`` when it has more than one representation; ``extra``
+    from the header policy."""
     variant = variant or identity(resource)
     headers = [
         (b"Server", SERVER),
@@ -138,18 +140,19 @@ def resource_headers(resource: Resource, variant: Variant | None = None,
         headers.append((b"Content-Encoding", variant.encoding))
     if vary:
         headers.append((b"Vary", b"Accept-Encoding"))
-    return headers
+    return headers + list(extra)
 
 
 def validator_headers(resource: Resource, variant: Variant | None = None,
-                      vary: bool = False) -> Headers:
-    """What a 304 carries (RFC 9110 section 15.4.5): the validators, no body headers."""
+                      vary: bool = False, extra: Headers = ()) -> Headers:
+    """What a 304 carries (RFC 9110 section 15.4.5): the validators and the policy's
+    headers (``Cache-Control`` must be there), no body headers."""
     variant = variant or identity(resource)
     headers = [(b"Server", SERVER), (b"ETag", variant.etag),
                (b"Last-Modified", http_date(resource.last_modified))]
     if vary:
         headers.append((b"Vary", b"Accept-Encoding"))
-    return headers
+    return headers + list(extra)
 
 
 def error_reply(status: int, close: bool = False, extra: Headers | None = None,
@@ -236,19 +239,24 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | bool | None:
 class Responses:
     """Every answer the site gives, the fast ones prepared as bytes."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, policy: HeaderPolicy | None = None) -> None:
         self.site = site
+        self.policy = policy or HeaderPolicy()
         self.fast: dict[bytes, Prepared] = {}
         self.gzip: dict[str, Variant] = {}
         for path, resource in site.resources.items():
             packed = gzip_variant(resource)
+            extra = self.policy.headers_for(path)
             if packed is None:
-                prepared = Prepared(head_bytes(200, resource_headers(resource)), resource.body)
+                prepared = Prepared(head_bytes(200, resource_headers(resource, extra=extra)),
+                                    resource.body)
             else:
                 self.gzip[path] = packed
                 prepared = Prepared(
-                    head_bytes(200, resource_headers(resource, vary=True)), resource.body,
-                    head_bytes(200, resource_headers(resource, packed, vary=True)), packed.body)
+                    head_bytes(200, resource_headers(resource, vary=True, extra=extra)),
+                    resource.body,
+                    head_bytes(200, resource_headers(resource, packed, vary=True, extra=extra)),
+                    packed.body)
             self.fast[encode(path)] = prepared
             if path.rsplit("/", 1)[-1] == INDEX:
                 self.fast[encode(path[: -len(INDEX)])] = prepared
@@ -300,6 +308,7 @@ class Responses:
                         headers: dict[bytes, bytes]) -> Reply:
         packed = self.gzip.get(resource.path)
         vary = packed is not None
+        extra = self.policy.headers_for(resource.path)
         variant = identity(resource)
         if packed is not None and wants_gzip(headers.get(b"accept-encoding", b"")):
             variant = packed
@@ -316,23 +325,23 @@ class Responses:
         if_none = headers.get(b"if-none-match")
         if if_none is not None:
             if _weak_match(_etags(if_none), etag):
-                return Reply(304, validator_headers(resource, variant, vary))
+                return Reply(304, validator_headers(resource, variant, vary, extra))
         else:
             since = headers.get(b"if-modified-since")
             date = parse_http_date(since) if since is not None else None
             if date is not None and resource.last_modified <= date:
-                return Reply(304, validator_headers(resource, variant, vary))
-        full = resource_headers(resource, variant, vary)
+                return Reply(304, validator_headers(resource, variant, vary, extra))
+        full = resource_headers(resource, variant, vary, extra)
         range_value = headers.get(b"range")
         if method == b"GET" and range_value is not None and self._if_range(
                 headers, resource, etag):
             size = len(variant.body)
             chosen = parse_range(range_value, size)
             if chosen is False:
-                extra = [(b"Content-Range", b"bytes */%d" % size)]
+                unsatisfiable = [(b"Content-Range", b"bytes */%d" % size)]
                 if vary:
-                    extra.append((b"Vary", b"Accept-Encoding"))
-                return error_reply(416, extra=extra)
+                    unsatisfiable.append((b"Vary", b"Accept-Encoding"))
+                return error_reply(416, extra=unsatisfiable)
             if chosen is not None:
                 first, last = chosen
                 part = variant.body[first : last + 1]

@@ -24,6 +24,7 @@ import time
 from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
 
 from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
+from fata_www.policy import HeaderPolicy
 from fata_www.responses import Responses, closing_bytes
 from fata_www.site import Site, SiteError, load_site
 
@@ -61,6 +62,8 @@ class WwwAppliance:
             max_pipeline=max(1, int(args.max_pipeline)),
             header_timeout=float(args.header_timeout), idle_timeout=float(args.idle_timeout))
         self.max_connections = int(args.max_connections)
+        self.policy = HeaderPolicy.parse(list(args.cache_control or []),
+                                         bool(args.security_headers))
         self.site: Site | None = None
         self.server: HttpServer | None = None
         self.connections = 0
@@ -81,7 +84,7 @@ class WwwAppliance:
 
     async def run(self, lifecycle: Lifecycle) -> None:
         self.site = self.load()
-        self.server = HttpServer(Responses(self.site), self.limits,
+        self.server = HttpServer(Responses(self.site, self.policy), self.limits,
                                  access_log=bool(self.args.access_log))
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = [a for a in self.stack.addresses if a.version == 4]
@@ -115,7 +118,7 @@ class WwwAppliance:
         try:
             loop = asyncio.get_running_loop()
             site = await loop.run_in_executor(None, self.load)
-            responses = await loop.run_in_executor(None, Responses, site)
+            responses = await loop.run_in_executor(None, Responses, site, self.policy)
         except SiteError as exc:
             self.console.error(f"reload failed, still serving the previous site: {exc}")
             return
