@@ -115,3 +115,36 @@ def test_fast_path_answers_as_the_general_path(batch: list, offload: bool) -> No
         assert fast[1] == general[1]
 
     asyncio.run(main())
+
+
+def test_a_reply_cache_limited_to_sources_answers_only_them() -> None:
+    """A cache limited to a network holding PEER answers it on the fast path (the handler is
+    not called); limited to another network, the handler answers instead, the same bytes."""
+    import ipaddress
+
+    calls: list[bytes] = []
+
+    def counting(data: bytes, peer: tuple) -> object:
+        calls.append(data)
+        return handler(data, peer)
+
+    peer_net = ipaddress.ip_network(f"{ipaddress.IPv4Address(PEER)}/24", strict=False)
+
+    async def through(sources) -> list[bytes]:
+        netif, stack = _stack(False)
+        cache = ReplyCache({b"cached": b"from the memo"}, prefix=2, sources=sources)
+        await stack.udp_listen("10.9.0.2", 53, counting, reply_cache=cache)
+        stack._on_frames([build(b"\x12\x34cached", 4000, 53, "none")], b"\x00")
+        sent = [normalise(frame) for frame in netif.sent]
+        await stack.close()
+        return sent
+
+    async def main() -> None:
+        inside = await through((peer_net,))
+        assert calls == []
+        outside = await through((ipaddress.ip_network("192.0.2.0/24"),
+                                 ipaddress.ip_network("2001:db8::/32")))
+        assert calls == [b"\x12\x34cached"]
+        assert inside == outside and len(inside) == 1
+
+    asyncio.run(main())

@@ -44,10 +44,12 @@ class DirectUdpEndpoint(UdpEndpoint):
         self.ip = ip
         self.port = port
         self.handler = handler
-        # the fast path's view of the reply cache: (entries, prefix, payload offset); one
-        # limited to some sources is not used (the fast path does not check sources)
-        self.memo = None if reply_cache is None or reply_cache.sources is not None else (
-            reply_cache.entries, reply_cache.prefix, 42 + reply_cache.prefix)
+        # the fast path's view of the reply cache (udp_fast.Endpoint.memo)
+        self.memo = None if reply_cache is None else (
+            reply_cache.entries, reply_cache.prefix, 42 + reply_cache.prefix,
+            None if reply_cache.sources is None else tuple(
+                (int(net.network_address), int(net.netmask))
+                for net in reply_cache.sources if net.version == 4))
         self.local = address(ip, port)
         self.closed = False
 

@@ -53,7 +53,9 @@ class Endpoint:
     """What the fast path needs of a bound port: the handler and the reply cache's view."""
 
     handler: DatagramHandler
-    memo: tuple[dict[bytes, bytes], int, int] | None  # (entries, prefix, payload offset)
+    memo: tuple[dict[bytes, bytes], int, int, tuple[tuple[int, int], ...] | None] | None
+    """(entries, prefix, payload offset, the IPv4 sources it may answer as (network, mask)
+    pairs, None: all)"""
 
 
 @dataclass(slots=True)
@@ -101,7 +103,9 @@ def answer(frames: Sequence[bytes], trusted: bytes, fp: FastPath, now: float) ->
                         not (ucsum and not vouched and (src + dst + 17 + ulen + int.from_bytes(
                             frame[34:34 + ulen], "big") * (256 if ulen & 1 else 1)) % _M):
                     memo = ep.memo
-                    tail = None if memo is None else memo[0].get(frame[memo[2]:34 + ulen])
+                    tail = None if memo is None or (memo[3] is not None and not any(
+                        src & mask == net for net, mask in memo[3])) else memo[0].get(
+                        frame[memo[2]:34 + ulen])
                     if tail is not None:
                         reply = frame[42:memo[2]] + tail
                     else:
