@@ -21,7 +21,8 @@ def test_inspect_breaks_sizes_down_by_kind(tiny_image: Path) -> None:
     info = image.inspect(tiny_image)
     assert info["verified"] is True
     breakdown = info["breakdown"]
-    assert {"appliance", "fata", "stdlib", "third-party", "data", "image"} >= set(breakdown)
+    assert {"appliance", "fata", "stdlib", "third-party", "data", "image",
+            "interpreter"} >= set(breakdown)
     assert {"appliance", "fata", "stdlib", "data"} <= set(breakdown)
     files = info["manifest"]["files"]
     assert sum(row["files"] for row in breakdown.values()) == len(files)

@@ -100,20 +100,37 @@ def test_tampered_extraction_cache_is_repaired(tiny_image: Path) -> None:
     assert run(tiny_image).returncode == 0
 
 
-def test_another_python_is_refused(tiny_image: Path, tmp_path: Path) -> None:
+def _with_python(tiny_image: Path, path: Path, own_interpreter: bool) -> Path:
+    """A copy of ``tiny_image`` whose manifest says it was built for Python 3.99, re-signed;
+    without its own interpreter when ``own_interpreter`` is false."""
     with zipfile.ZipFile(tiny_image) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     manifest = json.loads(members[MANIFEST_NAME])
     manifest["python"]["version"] = "3.99"
+    if not own_interpreter:
+        manifest.pop("interpreter")
     data = dumps(manifest)
     key = dev_signing_key()
     members[MANIFEST_NAME] = data
     members[SIGNATURE_NAME] = signature_bytes(key.key_id, key.sign(data))
-    other = tmp_path / "other.fata"
-    write_archive(other, [Member(n, d) for n, d in members.items()], 315532800)
-    assert image.verify(other)["python"]["version"] == "3.99"
+    write_archive(path, [Member(n, d) for n, d in members.items()], 315532800)
+    assert image.verify(path)["python"]["version"] == "3.99"
+    return path
+
+
+def test_another_python_is_refused_without_its_own_interpreter(tiny_image: Path,
+                                                               tmp_path: Path) -> None:
+    other = _with_python(tiny_image, tmp_path / "other.fata", own_interpreter=False)
     with pytest.raises(image.ImageError, match=r"built for cpython 3\.99"):
         image.prepare(other, [])
+
+
+def test_another_python_runs_on_the_images_own_interpreter(tiny_image: Path,
+                                                           tmp_path: Path) -> None:
+    other = _with_python(tiny_image, tmp_path / "other.fata", own_interpreter=True)
+    result = run(other)
+    assert result.returncode == 0, result.stderr
+    assert "fata_tiny says hello from the data" in result.stderr
 
 
 def test_run_an_appliance_directory(tiny_dir: Path) -> None:

@@ -10,9 +10,13 @@ The steps, each deterministic so that the same inputs give the same bytes:
    extension modules (and the shared libraries third-party wheels bundle for them),
    stripped (``strip``), and the ``kv_ro`` data directories under ``data/``; write
    ``__fata_leftout__`` (``leftout``), which names at run time what the walk left out;
+   and the interpreter (``interpreter``): the Python binary, libpython and the ELF closure
+   of it and of every extension module, with the dynamic loader, stripped, under
+   ``interp/``, and the ``launch`` script that starts an extraction without ``fata``
+   (unless ``FATA_SELF_CONTAINED=0``: the image then runs on the host's Python);
 4. write the manifest (every member with size, SHA-256 and kind, what was left out and
-   why, what stripping saved), sign it with ed25519 and
-   write the archive (``archive``) with one timestamp: ``SOURCE_DATE_EPOCH``, else the git
+   why, what stripping saved, the interpreter and each of its files' origin), sign it with
+   ed25519 and write the archive (``archive``) with one timestamp: ``SOURCE_DATE_EPOCH``, else the git
    commit time, else 1980-01-01.
 """
 
@@ -22,13 +26,14 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import fata
 from fata import config as fata_config
 from fata.image import closure as closure_mod
+from fata.image import interpreter as interp_mod
 from fata.image import leftout
 from fata.image import strip as strip_mod
 from fata.image.archive import Member, write_archive
@@ -72,7 +77,7 @@ def build(
         f"({', '.join(f'{k}={v}' for k, v in baked['keys'].items()) or 'no keys'})")
 
     members, counts, extra = collect(appliance, baked, log)
-    manifest = make_manifest(baked, target, epoch, members, signer)
+    manifest = make_manifest(baked, target, epoch, members, signer, extra.get("interpreter"))
     manifest.update(extra)
     manifest_bytes = dumps(manifest)
     signature = signature_bytes(signer.key_id, signer.sign(manifest_bytes))
@@ -181,6 +186,8 @@ def collect(
 
     members: dict[str, tuple[Member, str]] = {}
     counts: dict[str, int] = {}
+    sources: dict[str, Path] = {}  # extension module member -> the file it was made from
+    wheel_libs: set[Path] = set()  # libraries wheels bundle, in the image beside them
 
     def add(path: str, data: bytes, kind: str, mode: int = 0o644) -> None:
         if path in members and members[path][0].data != data:
@@ -203,10 +210,12 @@ def collect(
             add(f"{base}/{rel}", data, module.origin)
         elif module.kind == "extension":
             add(f"{base}/{rel}", shared_object(module.path), module.origin, 0o755)
+            sources[f"{base}/{rel}"] = module.path
             if module.origin == "third-party":
                 for lib_path in bundled_libraries(module.path, module.root):
                     lib_rel = lib_path.relative_to(module.root).as_posix()
                     add(f"{base}/{lib_rel}", shared_object(lib_path), module.origin, 0o755)
+                    wheel_libs.add(lib_path.resolve())
 
     main_pyc = pyc_bytes(source, f"{MAIN_NAME}.py")
     add(f"{LIB}/{MAIN_NAME}.pyc", main_pyc, "image")
@@ -220,7 +229,48 @@ def collect(
             if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
                 continue
             add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
-    return members, counts, {"left_out": left_out, "stripped": stripped}
+    extra: dict[str, Any] = {"left_out": left_out, "stripped": stripped}
+    if self_contained():
+        if not any(f"/lib-dynload/{name}." in path for path in members
+                   for name in ("_hashlib", "_sha256")):
+            # The seal hashes with the image's own SHA-256 module (run.py): carry one.
+            sha = index.find("_sha256")
+            if sha is not None and sha.kind == "extension" and sha.path is not None:
+                member = f"{_image_dir(sha)}/{sha.path.relative_to(sha.root).as_posix()}"
+                add(member, shared_object(sha.path), "stdlib", 0o755)
+                sources[member] = sha.path
+        extra["interpreter"] = add_interpreter(add, shared_object, sources.values(),
+                                               wheel_libs)
+    return members, counts, extra
+
+
+def self_contained() -> bool:
+    """Whether images carry their interpreter (the default; ``FATA_SELF_CONTAINED=0``
+    builds an image that runs on the host's Python, as images before it did)."""
+    return os.environ.get("FATA_SELF_CONTAINED", "1") not in ("0", "no", "false", "")
+
+
+def add_interpreter(add: Callable[..., None], shared_object: Callable[[Path], bytes],
+                    extensions: Iterable[Path], wheel_libs: set[Path]) -> dict[str, Any]:
+    """Add the interpreter of an image holding ``extensions`` (and the libraries wheels
+    bundle, ``wheel_libs``, which are in the image already), and its launcher; return the
+    manifest's ``interpreter`` section (with each file's origin)."""
+    files = interp_mod.bundle(sorted(extensions))
+    origins: dict[str, str] = {}
+    section: dict[str, Any] = {"lib": interp_mod.LIB_DIR, "launcher": interp_mod.LAUNCHER}
+    for bundled in files:
+        if bundled.source.resolve() in wheel_libs:
+            continue  # a wheel's own library, already in the image beside its module
+        add(bundled.member, shared_object(bundled.source.resolve()), "interpreter", 0o755)
+        origins[bundled.member] = interp_mod.origin(bundled.source)
+        if bundled.role in ("binary", "loader"):
+            section[bundled.role] = bundled.member
+    section["origins"] = origins
+    section["python"] = sys.version.split()[0]
+    add(interp_mod.LAUNCHER, interp_mod.launcher(section, f"{LIB}/{MAIN_NAME}.pyc"),
+        "interpreter", 0o755)
+    return section
+
 
 
 def bundled_libraries(extension: Path, site: Path) -> list[Path]:
@@ -247,6 +297,7 @@ def make_manifest(
     epoch: int,
     members: dict[str, tuple[Member, str]],
     signer: SigningKey,
+    interpreter: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of an image holding ``members``."""
     files = [
@@ -254,6 +305,10 @@ def make_manifest(
          "kind": kind}
         for path, (member, kind) in sorted(members.items())
     ]
+    origins = (interpreter or {}).get("origins", {})
+    for entry in files:
+        if entry["path"] in origins:
+            entry["origin"] = origins[entry["path"]]
     return {
         "format": FORMAT,
         "name": baked["name"],

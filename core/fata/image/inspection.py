@@ -1,7 +1,8 @@
 """``fata inspect``: what an image holds and where its bytes go.
 
 The report is the manifest plus a size breakdown by kind (appliance, fata, stdlib,
-third-party, data, image), both as stored (deflated) and unpacked, the largest members,
+third-party, data, image, and the interpreter a self-contained image carries on a line of
+its own), both as stored (deflated) and unpacked, the largest members,
 what stripping the shared objects saved, what the build left out (``closure``), and
 whether the image verifies against the keys trusted here.  It reads an image it
 cannot verify too (a tampered one is worth looking at); the verdict says so.
@@ -63,6 +64,19 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:8.2f} MB"
 
 
+def _interpreter_line(manifest: dict[str, Any], row: dict[str, int] | None) -> list[str]:
+    section = manifest.get("interpreter")
+    if not section:
+        return ["interp    none: runs on the Python that runs fata (built without its own)"]
+    libraries = sorted(p.rpartition("/")[2] for p in section.get("origins", {})
+                       if p.startswith(section["lib"] + "/") and p != section["loader"])
+    size = (f", {row['bytes'] / 1e6:.2f} MB unpacked, {row['stored_bytes'] / 1e6:.2f} MB stored"
+            if row else "")
+    return [f"interp    {section['binary']} (Python {section.get('python', '?')}) with "
+            f"{', '.join(libraries)} and the loader {section['loader']}{size}; "
+            f"started by ./{section.get('launcher', 'launch')} without fata"]
+
+
 def format_inspect(info: dict[str, Any]) -> str:
     """The report as text for a person."""
     m = info["manifest"]
@@ -73,6 +87,7 @@ def format_inspect(info: dict[str, Any]) -> str:
         f"appliance {m['name']} {m['version']}  target {m['target']}  keys {keys}",
         f"python    {py.get('implementation')} {py.get('version')} ({py.get('soabi')}, "
         f"{py.get('platform')})",
+        *_interpreter_line(m, info["breakdown"].get("interpreter")),
         f"built     epoch {m.get('build_epoch')} with fata {m.get('fata_version')}",
         f"signed    {m.get('key_label')} [{m['key_id']}]",
         f"verify    {info['verification']}",

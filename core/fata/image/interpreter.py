@@ -187,3 +187,65 @@ def origin(path: Path) -> str:
 def python_binary() -> Path:
     """The interpreter running ``fata``: its real file (not a venv's symlink)."""
     return Path(os.path.realpath(sys.executable))
+
+
+# Where a self-contained image keeps its interpreter: the binary under ``interp/bin/``, the
+# shared objects and the dynamic loader under ``interp/lib/``, each by the name the loader
+# asks for (the soname), and a launcher at the top that starts an extraction without fata.
+PREFIX = "interp"
+BIN_DIR = f"{PREFIX}/bin"
+LIB_DIR = f"{PREFIX}/lib"
+LAUNCHER = "launch"
+
+
+@dataclass(frozen=True)
+class BundledFile:
+    """One file of an image's interpreter: where it goes and where it comes from."""
+
+    member: str
+    source: Path
+    role: str  # "binary" | "library" | "loader"
+
+
+def bundle(extensions: Iterable[Path], binary: Path | None = None) -> list[BundledFile]:
+    """The interpreter files an image holding ``extensions`` needs: the Python binary, the
+    ELF closure of it and of every extension module, and the dynamic loader (sorted by
+    member, so a rebuild gives the same order); ImageError if a library cannot be found."""
+    binary = python_binary() if binary is None else binary
+    closure = elf_closure([binary, *extensions])
+    if closure.missing:
+        needs = ", ".join(f"{s} (needed by {p})" for s, p in sorted(closure.missing.items()))
+        raise ImageError(f"the interpreter's shared objects cannot all be found: {needs}")
+    if closure.loader is None:
+        raise ImageError(f"{binary} names no dynamic loader (PT_INTERP): a static Python "
+                         f"cannot be bundled yet")
+    loader = closure.loader.name
+    files = [BundledFile(f"{BIN_DIR}/{binary.name}", binary, "binary"),
+             BundledFile(f"{LIB_DIR}/{loader}", closure.loader, "loader")]
+    for soname, path in closure.libraries.items():
+        if soname == loader or path.resolve() == closure.loader.resolve():
+            continue  # libc names the loader too: it is bundled once, as the loader
+        files.append(BundledFile(f"{LIB_DIR}/{soname}", path, "library"))
+    return sorted(files, key=lambda f: f.member)
+
+
+_LAUNCHER = '''\
+#!/bin/sh
+# Start this extracted Fata image without fata: its own dynamic loader, shared libraries
+# and Python ({binary}), nothing of the host's.  It runs the extraction as it is:
+# nothing here checks it against the signed manifest (`fata verify IMAGE` does that, and
+# `fata run IMAGE` checks every byte it runs), so run it from a trusted, read-only copy.
+#   ./launch [-- ARGS...]     as `fata run IMAGE [-- ARGS...]` (ARGS: the appliance's own)
+case $0 in */*) here=${{0%/*}} ;; *) here=. ;; esac
+here=$(cd "$here" && pwd -P) || exit 1
+for v in $(env | sed -n 's/^\\(PYTHON[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset "$v"; done
+export PYTHONHOME="$here" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUTF8=1
+exec "$here/{loader}" --library-path "$here/{lib}" --argv0 "$here/{binary}" \\
+    "$here/{binary}" -S -s -B -P "$here/{main}" "$@"
+'''
+
+
+def launcher(section: dict, main: str) -> bytes:
+    """The ``launch`` script of an image with the interpreter ``section``."""
+    return _LAUNCHER.format(binary=section["binary"], loader=section["loader"],
+                            lib=section["lib"], main=main).encode()

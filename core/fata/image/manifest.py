@@ -3,7 +3,11 @@
 An image's ``MANIFEST.json`` records the appliance (name, version, target, configure-time
 keys, the whole baked configuration), the Python it was built for, the build epoch, the
 signing key's id and label, and every other member with its size, SHA-256 and kind
-(``appliance``, ``fata``, ``stdlib``, ``third-party``, ``data`` or ``image``).  ``SIGNATURE``
+(``appliance``, ``fata``, ``stdlib``, ``third-party``, ``data``, ``image`` or
+``interpreter``; an interpreter file also has its ``origin``: the Debian package and version
+it came from, or "not from a package: PATH").  A self-contained image's ``interpreter``
+section names its binary, loader, library directory, launcher, Python version and origins;
+``python`` then says what its bytecode is for, not what must run it.  ``SIGNATURE``
 holds an ed25519 signature over the exact bytes of ``MANIFEST.json``; since the manifest
 pins every member's digest, the signature seals the whole image.
 """
@@ -23,7 +27,7 @@ from fata.image.errors import ImageError
 FORMAT = "fata-image/1"
 MANIFEST_NAME = "MANIFEST.json"
 SIGNATURE_NAME = "SIGNATURE"
-KINDS = ("appliance", "fata", "stdlib", "third-party", "data", "image")
+KINDS = ("appliance", "fata", "stdlib", "third-party", "data", "image", "interpreter")
 
 
 def python_tag() -> dict[str, str]:

@@ -1,7 +1,23 @@
 """``fata run IMAGE``: verify, extract once, and start the image sealed to its manifest.
 
-An image runs on the interpreter that runs ``fata`` (the image records which Python it was
-built for, and a different one is refused before anything starts).  The first run verifies
+A self-contained image (the default build) runs on its own interpreter: the Python binary,
+libpython and their shared libraries under ``interp/``, started through the image's own
+dynamic loader (``interp/lib/ld-linux-x86-64.so.2 --library-path <root>/interp/lib
+<root>/interp/bin/python3.11 ...``), so neither the host's Python nor its loader or libraries
+are used, and an image built for another Python runs all the same.  An image built with
+``FATA_SELF_CONTAINED=0`` runs on the interpreter that runs ``fata`` (the image records which
+Python it was built for, and a different one is refused before anything starts).
+
+Before the ``execve``, every file of the image's interpreter (binary, libraries, loader) is
+read from the extraction and its SHA-256 compared with the signed manifest, in this run; a
+difference sends the run through full verification, which re-extracts.  Those files are
+then mapped by the kernel and the loader by path, not from the bytes that were hashed, so a
+residual window remains (TOCTOU): a process of the same user (or root) that can write the
+extraction and replaces a file between the check and the ``execve`` or a library's mapping
+runs its bytes.  The extraction is read-only (files 0444/0555, directories 0555), which
+stops accidents and other users, not the owner; closing the window would need the loader
+and libraries loaded from sealed memfds.  Everything the interpreter imports is checked as
+below, with no window.  The first run verifies
 every byte and extracts the members into a content-addressed, read-only directory
 (``$XDG_CACHE_HOME/fata/images/<manifest sha256>/``: files 0444, extension modules 0555,
 directories 0555; written under a temporary name and renamed).  A later run of the same
@@ -40,7 +56,7 @@ from pathlib import Path
 from fata.image.archive import ImageArchive
 from fata.image.errors import ImageError
 from fata.image.keys import trusted_keys
-from fata.image.manifest import python_mismatch
+from fata.image.manifest import python_mismatch, python_tag
 from fata.image.paths import cache_home
 from fata.image.verification import VerifiedImage, check_signature, read_manifest, verify_image
 
@@ -87,7 +103,7 @@ def extract(verified: VerifiedImage) -> Path:
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            path.chmod(0o555 if name.endswith(".so") or ".so." in name else 0o444)
+            path.chmod(0o555 if _executable(name) else 0o444)
         (tmp / verified.manifest["main"]).parent.joinpath("lib-dynload").mkdir(exist_ok=True)
         (tmp / _STAMP).write_bytes(verified.manifest_bytes)
         (tmp / _STAMP).chmod(0o444)
@@ -104,6 +120,17 @@ def extract(verified: VerifiedImage) -> Path:
         remove_tree(tmp)
     prune(base, keep=root)
     return root
+
+
+def _executable(name: str) -> bool:
+    """Whether a member is extracted executable: shared objects, the interpreter's files
+    and the launcher."""
+    return (name.endswith(".so") or ".so." in name or name.startswith(_INTERP_PREFIX)
+            or name == _LAUNCHER)
+
+
+_INTERP_PREFIX = "interp/"  # interpreter.PREFIX (not imported: it needs pyelftools)
+_LAUNCHER = "launch"  # interpreter.LAUNCHER
 
 
 def _make_read_only_dirs(top: Path) -> None:
@@ -172,6 +199,8 @@ def prepare(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] =
     if known is not None:
         manifest, root = known
         members = _boot_members(root, manifest, None)
+        if members is not None and not _interpreter_intact(root, manifest):
+            members = None  # repaired below: verified and extracted again
     if members is None:
         verified = verify_image(image, keys)
         manifest = verified.manifest
@@ -180,18 +209,65 @@ def prepare(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] =
         _remember_verified(digest, root, manifest)
         members = _boot_members(root, manifest, verified.members)
         assert members is not None  # verified bytes, checked against the manifest
+        if not _interpreter_intact(root, manifest):
+            raise ImageError(f"{root}: the image's interpreter changed on disk while it was "
+                             f"being extracted: refused")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     record = str(_verified_record(digest)) if digest is not None else ""
     fds = _seal_fds(image, root, manifest, members, record)
     env.update(PYTHONHOME=str(root), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
                PYTHONUTF8="1", PYTHONPATH=f"/proc/self/fd/{fds['zip']}")
-    exe = interpreter()
+    section = manifest.get("interpreter")
+    if section:
+        binary = f"{root}/{section['binary']}"
+        command = [f"{root}/{section['loader']}", "--library-path", f"{root}/{section['lib']}",
+                   "--argv0", binary, binary]
+    else:
+        command = [interpreter()]
+    exe = command[0]
     # The command line only loads sealboot from its sealed memfd (it would otherwise make
     # every `ps` line of an appliance 15 KB long); its own namespace, not __main__'s.
     stub = (f"import marshal,posix;b={{'__name__':'fata_sealboot'}};"
             f"exec(marshal.loads(posix.pread({fds['boot']},{1 << 24},0)),b);b['boot']()")
-    return Launch(exe, [exe, "-S", "-s", "-B", "-P", "-c", stub, str(fds["table"]), *argv],
+    return Launch(exe, [*command, "-S", "-s", "-B", "-P", "-c", stub, str(fds["table"]), *argv],
                   env, root, tuple(fds.values()))
+
+
+def _interpreter_intact(root: Path, manifest: dict) -> bool:
+    """Whether every file of the image's own interpreter (none for an image that runs on
+    the host's) holds, on disk now, the bytes the manifest lists: checked just before the
+    ``execve`` (see the module's docstring for the window that remains).  The files are
+    hashed in parallel threads (``hashlib`` releases the GIL): ~13 MB for the DNS image."""
+    entries = [e for e in manifest["files"] if e["kind"] == "interpreter"]
+    if not entries:
+        return True
+    results: list[bool] = []
+
+    def check(batch: list[dict]) -> None:
+        for entry in batch:
+            try:
+                with open(root / entry["path"], "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                results.append(False)
+                return
+            results.append(len(data) == entry["size"]
+                           and hashlib.sha256(data).hexdigest() == entry["sha256"])
+
+    import threading
+
+    entries.sort(key=lambda e: -e["size"])
+    batches: list[list[dict]] = [[], []]
+    sizes = [0, 0]
+    for entry in entries:  # two batches of about equal bytes
+        i = sizes.index(min(sizes))
+        batches[i].append(entry)
+        sizes[i] += entry["size"]
+    thread = threading.Thread(target=check, args=(batches[1],))
+    thread.start()
+    check(batches[0])
+    thread.join()
+    return len(results) == len(entries) and all(results)
 
 
 _BOOT_CODE: bytes | None = None
@@ -326,9 +402,20 @@ def _seal_fds(image: Path, root: Path, manifest: dict, members: dict[str, bytes]
 
 
 def _check_runnable(image: Path, manifest: dict, members: dict[str, bytes] | None) -> None:
-    mismatch = python_mismatch(manifest["python"])
-    if mismatch:
-        raise ImageError(f"{image}: {mismatch}")
+    section = manifest.get("interpreter")
+    if section:
+        # Its own interpreter: only the machine must fit (and the kernel's ABI).
+        here = python_tag()["platform"]
+        if manifest["python"].get("platform") != here:
+            raise ImageError(f"{image}: the image was built for "
+                             f"{manifest['python'].get('platform')}, but this is {here}")
+        paths = {e["path"] for e in manifest["files"] if e["kind"] == "interpreter"}
+        if not {section.get("binary"), section.get("loader")} <= paths:
+            raise ImageError(f"{image}: its interpreter section names files it does not hold")
+    else:
+        mismatch = python_mismatch(manifest["python"])
+        if mismatch:
+            raise ImageError(f"{image}: {mismatch}")
     if members is not None and manifest["main"] not in members:
         raise ImageError(f"{image}: its main {manifest['main']} is not one of its members")
 

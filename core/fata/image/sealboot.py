@@ -32,8 +32,12 @@ starts, but the KV device (``fata.platform.kv_dir``) reads the files again itsel
 file changed during the run, after this check, is not caught.  Not covered either:
 a process of the same user that attaches to this one (``ptrace``, ``/proc/PID/mem``, or
 writing this process's private memfds through ``/proc/PID/fd``); nothing in user space can
-stop that.  The interpreter binary and the shared libraries of the host are trusted as
-the ``fata`` command that starts the image is.
+stop that.  A self-contained image runs on its own interpreter (``interp/``: binary,
+libpython, libraries, loader), which ``run.py`` hashes against the manifest just before the
+``execve``; the kernel and the loader then map those files by path, so a change in the
+window between that check and the mapping is not caught (see ``run.py``).  An image built
+without its own interpreter runs on the host's binary and libraries, trusted as the ``fata``
+command that starts the image is.
 
 This module imports only built-in and frozen modules, since nothing else may be trusted
 before it has run.  Importing it is harmless; :func:`boot` does the work.
