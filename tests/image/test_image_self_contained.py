@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,9 +139,10 @@ def test_an_image_for_another_python_runs_on_its_own(tiny_image: Path) -> None:
               "from fata.image.run import run_image; "
               f"run_image({str(tiny_image)!r}, ['--', '--mode', 'hello'])")
     env = {**os.environ, "PATH": ""}
-    done = subprocess.run([os.path.realpath(shutil.which("python3", path=os.path.dirname(
-        os.sys.executable)) or os.sys.executable), "-c", script], env=env,
-        capture_output=True, text=True, timeout=60, check=False)
+    # the interpreter running the tests (a venv's, where fata is installed): PYTHONPATH
+    # need not be set for it to import fata
+    done = subprocess.run([sys.executable, "-c", script], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "fata_tiny says hello from the data" in done.stdout + done.stderr
 
