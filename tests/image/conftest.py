@@ -53,6 +53,16 @@ async def start(console, data, args):
             for line in maps:
                 if ".so" in line or "memfd:" in line:
                     print("MAP", line.split(None, 5)[-1].strip(), flush=True)
+    elif args.mode == "midrun":  # the baked data changed in the extraction during the run
+        import os
+        path = data.root / "greeting.txt"
+        os.chmod(path.parent, 0o755)
+        os.chmod(path, 0o644)
+        path.write_bytes(b"tampered with")
+        try:
+            print("READ", data.get("greeting.txt").decode().strip(), flush=True)
+        except Exception as exc:
+            print("REFUSED", type(exc).__name__, exc, flush=True)
     elif args.mode == "fail":
         raise SystemExit(3)
     elif args.mode == "warn":

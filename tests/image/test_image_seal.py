@@ -200,6 +200,19 @@ def test_changed_baked_data_is_refused_before_the_appliance_starts(tiny_image: P
     assert data.read_text() == "hello from the data\n"
 
 
+def test_baked_data_changed_during_the_run_is_refused_not_served(tiny_image: Path) -> None:
+    """The appliance changes its own data file in the extraction after the start-up check,
+    then reads it through the KV device: the read is refused (the seal's hash), never the
+    changed bytes; the next run repairs the extraction."""
+    extraction(tiny_image)
+    result = fata_cli("run", str(tiny_image), "--", "--mode", "midrun")
+    out = result.stdout + result.stderr
+    assert "REFUSED SealBroken data/data/greeting.txt in the extracted image" in out, out
+    assert "READ" not in out
+    again = fata_cli("run", str(tiny_image))
+    assert again.returncode == 0 and "fata_tiny says hello from the data" in again.stdout + again.stderr
+
+
 def test_a_module_added_to_the_cache_is_not_importable(tiny_image: Path) -> None:
     """The extraction's library directory is not on any import path: only members are."""
     root = extraction(tiny_image)

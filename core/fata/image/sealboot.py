@@ -28,8 +28,8 @@ found at all; the image's main adds the finder that says so.
 Threat model: the extraction (``$XDG_CACHE_HOME/fata/images/<digest>/``, read-only, owned
 by the user) may be changed by anything between two runs, or during a run, and no changed
 module is executed.  The baked data under ``data/`` is hashed here before the appliance
-starts, but the KV device (``fata.platform.kv_dir``) reads the files again itself, so a data
-file changed during the run, after this check, is not caught.  Not covered either:
+starts, and the KV device (``fata.platform.kv_dir``) reads it through :meth:`SealedFinder.read`
+during the run, so a data file changed meanwhile is refused, never served.  Not covered:
 a process of the same user that attaches to this one (``ptrace``, ``/proc/PID/mem``, or
 writing this process's private memfds through ``/proc/PID/fd``); nothing in user space can
 stop that.  A self-contained image runs on its own interpreter (``interp/``: binary,
