@@ -18,6 +18,8 @@ import dns.rdatatype
 from appliance_util import (  # noqa: F401 -- re-exported for the tests
     APPLIANCE_STACKS,
     DIRECT_HOST,
+    PYTHON,
+    ROOT,
     LoggedProcess,
     free_port,
     network_namespace,
@@ -25,10 +27,8 @@ from appliance_util import (  # noqa: F401 -- re-exported for the tests
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = ROOT / "appliances" / "dns"
 EXAMPLE_ZONE = APPLIANCE / "data" / "example.zone"
-PYTHON = ROOT / ".venv" / "bin" / "python"
 
 # The child zone of example.org's delegation, served alongside to test closest-enclosing
 # zone selection and DS-from-parent.

@@ -15,6 +15,8 @@ from pathlib import Path
 from appliance_util import (  # noqa: F401 -- re-exported for the tests
     APPLIANCE_STACKS,
     DIRECT_HOST,
+    PYTHON,
+    ROOT,
     LoggedProcess,
     free_port,
     network_namespace,
@@ -22,10 +24,8 @@ from appliance_util import (  # noqa: F401 -- re-exported for the tests
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE = ROOT / "appliances" / "www"
 BAKED_SITE = APPLIANCE / "data" / "site"
-PYTHON = ROOT / ".venv" / "bin" / "python"
 LOADED = 1_700_000_000  # the load time of make_server()'s site (Tue, 14 Nov 2023 22:13:20 GMT)
 LOADED_DATE = "Tue, 14 Nov 2023 22:13:20 GMT"
 NOW = 1_700_000_100.0

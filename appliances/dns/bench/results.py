@@ -14,10 +14,11 @@ from typing import Any
 
 from fata.bench import report
 
-from . import dnsperf, zones
+from . import dnsperf, flood, zones
 from .flood import FloodCounts
 from .options import Settings
 from .peers import PEERS, Fata, Server
+from .peers.base import FloodSetup
 
 QPS_TARGETS = {"knot": 1.0, "bind": 1.3}
 """Issue 3's speed target: Fata's qps at least this multiple of the peer's, same core."""
@@ -203,7 +204,8 @@ def flood_title(cfg: Settings) -> str:
     cap = "" if cfg.server_cpu is None else f", server capped at {cfg.server_cpu:g}%"
     return (
         f"DNS under a spoofed flood of {cfg.flood_rate:,.0f} q/s for {zones.FLOOD_QNAME} TXT "
-        f"from 256 addresses in 16 /24s, response rate limiting on (5/s, slip 2); ordinary "
+        f"from {flood.SOURCES} addresses in {flood.PREFIXES} /24s, response rate limiting on "
+        f"({FloodSetup.rate}/s, slip {FloodSetup.slip}); ordinary "
         f"queries: dnsperf, exempt, {cfg.flood_size:,} names{cap}"
     )
 
