@@ -20,6 +20,7 @@ import dataclasses
 import ipaddress
 
 from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
+from fata.runtime.reload import Reloader
 
 from fata_dns.errors import ZoneError
 from fata_dns.lookup import Catalog
@@ -83,7 +84,7 @@ class DnsAppliance:
         self._notify_endpoint = None
         self._notify_wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self._reloading = False
+        self.reloader = Reloader(console, "zones", (ZoneError,))
 
     async def run(self, lifecycle: Lifecycle) -> None:
         catalog = load_catalog(self.zone_keys, self.data, self.zones)
@@ -166,19 +167,10 @@ class DnsAppliance:
 
     async def reload(self) -> None:
         """Re-read every zone; swap only if all of them load (SIGHUP)."""
-        if self._reloading:
-            self.console.warning("reload already in progress; ignored")
+        new = await self.reloader.load(
+            lambda: load_catalog(self.zone_keys, self.data, self.zones))
+        if new is None:
             return
-        self._reloading = True
-        try:
-            loop = asyncio.get_running_loop()
-            new = await loop.run_in_executor(None, load_catalog, self.zone_keys, self.data,
-                                             self.zones)
-        except ZoneError as exc:
-            self.console.error(f"reload failed, still serving the previous zones: {exc}")
-            return
-        finally:
-            self._reloading = False
         assert self.server is not None
         old = self.server.catalog
         self.server.load(new)

@@ -22,6 +22,7 @@ import asyncio
 import time
 
 from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
+from fata.runtime.reload import Reloader
 
 from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
 from fata_www.policy import HeaderPolicy
@@ -70,7 +71,7 @@ class WwwAppliance:
         self.refused = 0
         self.timeouts = {"header": 0, "idle": 0}
         self._tasks: set[asyncio.Task] = set()
-        self._reloading = False
+        self.reloader = Reloader(console, "site", (SiteError,))
 
     def load(self) -> Site:
         """The site to serve, read now (SiteError if it cannot be)."""
@@ -111,19 +112,14 @@ class WwwAppliance:
 
     async def reload(self) -> None:
         """Re-read the site; swap only if it loads whole (SIGHUP)."""
-        if self._reloading:
-            self.console.warning("reload already in progress; ignored")
+        def load() -> tuple[Site, Responses]:
+            site = self.load()
+            return site, Responses(site, self.policy)
+
+        loaded = await self.reloader.load(load)
+        if loaded is None:
             return
-        self._reloading = True
-        try:
-            loop = asyncio.get_running_loop()
-            site = await loop.run_in_executor(None, self.load)
-            responses = await loop.run_in_executor(None, Responses, site, self.policy)
-        except SiteError as exc:
-            self.console.error(f"reload failed, still serving the previous site: {exc}")
-            return
-        finally:
-            self._reloading = False
+        site, responses = loaded
         assert self.server is not None
         self.site = site
         self.server.responses = responses
