@@ -1,0 +1,107 @@
+"""The servers under test: how each is configured and started.
+
+Starting, pinning and stopping reuse the DNS harness's ``process`` module (plain stdlib,
+loaded by file path), so both benchmarks pin and stop servers the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+WWW = REPO / "appliances" / "www"
+_PROCESS_FILE = REPO / "appliances" / "dns" / "bench" / "process.py"
+
+
+def _load_process() -> ModuleType:
+    name = "fata_www_bench_process"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _PROCESS_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+process = _load_process()
+
+NAMES = {"fata": "Fata", "nginx": "nginx"}
+
+
+@dataclass
+class Server:
+    """How to start one server: its command line, or why it cannot be started."""
+
+    key: str
+    argv: list[str] | None
+    missing: str | None = None
+    env: dict[str, str] | None = None
+
+
+def fata(site: Path, port: int) -> Server:
+    """The Fata www appliance, run from source with this interpreter."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "core"), env.get("PYTHONPATH", "")) if p
+    )
+    argv = [sys.executable, "-m", "fata", "run", str(WWW), "--",
+            "--listen", "127.0.0.1", "--port", str(port), "--site", str(site)]
+    return Server("fata", argv, env=env)
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None
+    )
+
+
+def nginx_config(site: Path, port: int, work: Path) -> str:
+    """An nginx configuration tuned for static files, everything it writes under ``work``."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {work / ('nginx-' + kind)};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}worker_processes 1;
+pid {work / 'nginx.pid'};
+error_log {work / 'nginx-error.log'} warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    keepalive_requests 1000000;
+    keepalive_timeout 65s;
+    access_log off;
+{temp}
+    server {{
+        listen 127.0.0.1:{port};
+        root {site};
+    }}
+}}
+"""
+
+
+def nginx(site: Path, port: int, work: Path) -> Server:
+    """Debian's nginx in the foreground with one worker."""
+    binary = nginx_binary()
+    if binary is None:
+        return Server("nginx", None, missing="nginx not installed (apt-get install nginx-light)")
+    conf = work / "nginx.conf"
+    conf.write_text(nginx_config(site, port, work))
+    argv = [binary, "-p", str(work), "-e", str(work / "nginx-error.log"),
+            "-c", str(conf), "-g", "daemon off;"]
+    return Server("nginx", argv)

@@ -1,0 +1,119 @@
+"""``fata bench www``: the wrk report parser, and ``--quick`` end to end against nginx.
+
+The end-to-end test loads the harness by file path (as ``fata bench www`` does), runs Fata
+and nginx under real wrk load for 2 s each and checks the JSON record. About 10 s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[2] / "appliances" / "www" / "bench" / "harness.py"
+
+SAMPLE = """\
+Running 2s test @ http://127.0.0.1:8080/file-1k.bin
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.15ms  538.14us   8.38ms   75.74%
+    Req/Sec    23.40k     4.24k   31.28k    70.00%
+  Latency Distribution
+     50%    2.21ms
+     75%    2.36ms
+     90%    2.59ms
+     99%  850.00us
+  23259 requests in 1.00s, 28.17MB read
+Requests/sec:  23223.05
+Transfer/sec:     28.13MB
+"""
+
+NON_2XX = """\
+Running 1s test @ http://127.0.0.1:8080/nonexist
+  1 threads and 5 connections
+  Latency Distribution
+     50%  845.00us
+     99%    1.57ms
+  6300 requests in 1.10s, 0.94MB read
+  Non-2xx or 3xx responses: 6300
+Requests/sec:   5731.04
+Transfer/sec:      0.85MB
+"""
+
+SOCKET_ERRORS = SAMPLE.replace(
+    "Requests/sec:", "  Socket errors: connect 0, read 3, write 0, timeout 1\nRequests/sec:")
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fata_www_bench_harness_under_test", HARNESS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def harness() -> ModuleType:
+    return _load()
+
+
+@pytest.fixture(scope="module")
+def wrk(harness: ModuleType) -> ModuleType:
+    harness._bootstrap()
+    return importlib.import_module(f"{harness.PACKAGE}.wrk")
+
+
+def test_parse_wrk_report(wrk) -> None:
+    result = wrk.parse(SAMPLE)
+    assert result.ok and result.problems == []
+    assert result.requests_per_s == pytest.approx(23223.05)
+    assert result.requests == 23259
+    assert result.transfer_per_s == pytest.approx(28.13 * 1024**2)
+    assert result.latency_ms == pytest.approx(
+        {"50%": 2.21, "75%": 2.36, "90%": 2.59, "99%": 0.85})
+    assert result.non_2xx == 0
+
+
+def test_non_2xx_responses_make_the_run_wrong(wrk) -> None:
+    result = wrk.parse(NON_2XX)
+    assert result.requests_per_s == pytest.approx(5731.04)
+    assert result.non_2xx == 6300
+    assert not result.ok
+    assert any("non-2xx" in p for p in result.problems)
+
+
+def test_socket_errors_and_missing_summary_make_the_run_wrong(wrk) -> None:
+    result = wrk.parse(SOCKET_ERRORS)
+    assert not result.ok and result.socket_errors == {
+        "connect": 0, "read": 3, "write": 0, "timeout": 1}
+    assert not wrk.parse("garbage").ok
+
+
+def test_bad_options_exit_2(harness) -> None:
+    assert harness.main(["--rounds", "0"]) == 2
+    assert harness.main(["--no-such-option"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.tool("wrk", "nginx", "taskset")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_quick_run_measures_fata_and_nginx(harness, tmp_path, capsys) -> None:
+    status = harness.main(["--quick", "--out", str(tmp_path)])
+    printed = capsys.readouterr()
+    record = json.loads((tmp_path / "www-bench.json").read_text())
+    rows = {row["server"]: row for row in record["results"]}
+    assert set(rows) == {"fata", "nginx"}
+    for key, row in rows.items():
+        assert row["size"] == 1024, key
+        assert row["requests_per_s"] is not None and row["requests_per_s"] > 0, (key, row)
+        assert row["correct"] is True, (key, row["problems"])
+    assert rows["nginx"]["fata_ratio"] is not None and rows["nginx"]["fata_ratio"] > 0
+    assert record["config"]["sizes"] == [1024] and record["config"]["duration_s"] == 2.0
+    assert record["config"]["server_core"] != record["config"]["load_core"]
+    assert "Fata" in (tmp_path / "www-bench.txt").read_text()
+    assert status == 0, printed.err
