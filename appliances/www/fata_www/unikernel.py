@@ -157,8 +157,9 @@ class WwwAppliance:
                 if conn.timed_out:
                     self.timeouts[conn.timed_out] += 1
                 continue
-            try:
-                data = await asyncio.wait_for(flow.read(), remaining)
+            try:  # asyncio.timeout, not wait_for: no task per read on the hot path
+                async with asyncio.timeout(remaining):
+                    data = await flow.read()
             except TimeoutError:
                 continue  # the deadline is checked on the engine's own terms
             if not data:
@@ -197,7 +198,8 @@ class WwwAppliance:
                 if remaining <= 0:
                     break
                 try:
-                    data = await asyncio.wait_for(flow.read(), remaining)
+                    async with asyncio.timeout(remaining):
+                        data = await flow.read()
                 except TimeoutError:
                     break
                 if not data:
