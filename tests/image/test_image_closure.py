@@ -243,7 +243,8 @@ def test_published_recipes_name_real_appliances() -> None:
     root = project_root()
     assert root is not None
     recipes = load_recipes(root / "images" / "recipes.json")
-    assert {r["keys"]["net"] for r in recipes if r["appliance"] == "dns"} == {"socket", "direct"}
+    for name in ("dns", "www"):
+        assert {r["keys"]["net"] for r in recipes if r["appliance"] == name} == {"socket", "direct"}
     for recipe in recipes:
         assert (root / "appliances" / recipe["appliance"]).is_dir()
 

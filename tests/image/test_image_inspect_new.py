@@ -130,3 +130,42 @@ def test_forked_dns_appliance_builds_runs_and_answers(tmp_path: Path) -> None:
     assert any((fork / "tests").glob("test_*.py")), "fata new carries the tests along"
     tests = _run_tests(fork, 300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.tool("curl")
+def test_forked_www_appliance_builds_runs_and_serves(tmp_path: Path) -> None:
+    """``fata new mysite --from www``: the fork is renamed, builds, serves its baked site
+    (the page about Fata) to curl, and carries its tests, which pass."""
+    root = project_root()
+    assert root is not None, "these tests run from the Fata repository"
+    fork = image.new("mysite", root / "appliances" / "www", tmp_path / "mysite")
+    assert (fork / "fata_mysite" / "unikernel.py").is_file()
+    assert not (fork / "fata_www").exists()
+    built = image.build(fork, {"net": "socket"}, tmp_path / "out", log=lambda *a: None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
+    proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
+                            pass_fds=launch.pass_fds, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    launch.close()
+    expected = (root / "appliances" / "www" / "data" / "site" / "index.html").read_bytes()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # poll until the image answers (it is starting up)
+            assert proc.poll() is None, f"the forked image exited: {proc.communicate()[1]}"
+            assert time.monotonic() < deadline, "the forked www image did not answer"
+            out = subprocess.run(["curl", "-s", "--max-time", "2", "-o", "-", "-w",
+                                  "\n%{http_code}", f"http://127.0.0.1:{port}/"],
+                                 capture_output=True, timeout=10, check=False)
+            if out.returncode == 0 and out.stdout.endswith(b"\n200"):
+                break
+            time.sleep(0.1)
+        assert out.stdout[: -len(b"\n200")] == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    tests = _run_tests(fork, 300)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
