@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from appliance_util import free_port, wait_until
 from fata import image
 from fata.image.paths import project_root
 
@@ -91,10 +92,24 @@ def test_new_refuses_bad_requests(tiny_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stderr.startswith("fata: ")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def _serving(built: Path, port: int, answers: Callable[[], bool], what: str) -> Iterator[None]:
+    """Run the image on 127.0.0.1:``port`` until ``answers()`` holds; stop it afterwards."""
+    launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
+    proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
+                            pass_fds=launch.pass_fds, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    launch.close()
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, f"the forked image exited: {proc.communicate()[1]}"
+            return answers()
+
+        wait_until(up, timeout=30, what=what)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.mark.slow
@@ -106,27 +121,19 @@ def test_forked_dns_appliance_builds_runs_and_answers(tmp_path: Path) -> None:
     fork = image.new("mydns", dns_dir, tmp_path / "mydns")
     assert (fork / "fata_mydns" / "unikernel.py").is_file()
     built = image.build(fork, {"net": "socket"}, tmp_path / "out", log=lambda *a: None)
-    port = _free_port()
-    launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
-    proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
-                            pass_fds=launch.pass_fds, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    launch.close()
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # poll until the image answers (it is starting up)
-            assert proc.poll() is None, f"the forked image exited: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "the forked DNS image did not answer"
-            out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "www.example.org", "A",
-                                  "+short", "+time=1", "+tries=1"],
-                                 capture_output=True, text=True, timeout=10, check=False)
-            if out.returncode == 0 and out.stdout.strip():
-                break
-            time.sleep(0.1)
-        assert out.stdout.strip() == "192.0.2.80", out.stdout
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    port = free_port()
+    answer = ""
+
+    def answers() -> bool:
+        nonlocal answer
+        out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "www.example.org", "A",
+                              "+short", "+time=1", "+tries=1"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        answer = out.stdout.strip()
+        return out.returncode == 0 and bool(answer)
+
+    with _serving(built, port, answers, "the forked DNS image answering"):
+        assert answer == "192.0.2.80", answer
     assert any((fork / "tests").glob("test_*.py")), "fata new carries the tests along"
     tests = _run_tests(fork, 300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
@@ -143,29 +150,19 @@ def test_forked_www_appliance_builds_runs_and_serves(tmp_path: Path) -> None:
     assert (fork / "fata_mysite" / "unikernel.py").is_file()
     assert not (fork / "fata_www").exists()
     built = image.build(fork, {"net": "socket"}, tmp_path / "out", log=lambda *a: None)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    launch = image.prepare(built, ["--", "--listen", "127.0.0.1", "--port", str(port)])
-    proc = subprocess.Popen(launch.argv, env=launch.env, executable=launch.executable,
-                            pass_fds=launch.pass_fds, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    launch.close()
+    port = free_port()
     expected = (root / "appliances" / "www" / "data" / "site" / "index.html").read_bytes()
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # poll until the image answers (it is starting up)
-            assert proc.poll() is None, f"the forked image exited: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "the forked www image did not answer"
-            out = subprocess.run(["curl", "-s", "--max-time", "2", "-o", "-", "-w",
-                                  "\n%{http_code}", f"http://127.0.0.1:{port}/"],
-                                 capture_output=True, timeout=10, check=False)
-            if out.returncode == 0 and out.stdout.endswith(b"\n200"):
-                break
-            time.sleep(0.1)
-        assert out.stdout[: -len(b"\n200")] == expected
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    body = b""
+
+    def answers() -> bool:
+        nonlocal body
+        out = subprocess.run(["curl", "-s", "--max-time", "2", "-o", "-", "-w",
+                              "\n%{http_code}", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, timeout=10, check=False)
+        body = out.stdout[: -len(b"\n200")]
+        return out.returncode == 0 and out.stdout.endswith(b"\n200")
+
+    with _serving(built, port, answers, "the forked www image serving"):
+        assert body == expected
     tests = _run_tests(fork, 300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
