@@ -143,13 +143,26 @@ def block(name: str | None = None) -> DeviceSpec:
     return DeviceSpec("block", _port_name("block", name, origin), origin)
 
 
-def kv_ro(directory: str) -> DeviceSpec:
+def kv_ro(directory: str, generate: str | None = None) -> DeviceSpec:
     """A read-only key/value store (``fata.devices.KV``) over ``directory`` of the appliance,
-    copied into the image at build time."""
+    copied into the image at build time.
+
+    ``generate="module:function"`` makes the directory at build time instead: ``fata build``
+    imports ``module`` (from the appliance directory) and calls ``function(out, epoch)``
+    with an empty directory ``out`` to fill and the build's epoch, and bakes what it wrote
+    under ``directory``; nothing of that directory need exist in the source tree.  This is
+    for data derived from something else (rendered pages, a development certificate), so
+    that the derived bytes are never stale and never committed."""
     origin = _caller_origin()
     if not isinstance(directory, str) or not directory or directory.startswith(("/", "..")):
         raise ConfigError(f"kv_ro() wants a relative directory name, got {directory!r}", *origin)
-    return DeviceSpec("kv_ro", {"directory": directory}, origin)
+    params: dict[str, Any] = {"directory": directory}
+    if generate is not None:
+        if not isinstance(generate, str) or not _ENTRY_RE.match(generate):
+            raise ConfigError(f"kv_ro(generate=...) wants 'module:function', got {generate!r}",
+                              *origin)
+        params["generate"] = generate
+    return DeviceSpec("kv_ro", params, origin)
 
 
 def kv_runtime(name: str | None = None) -> DeviceSpec:
@@ -416,6 +429,12 @@ class Appliance:
         """The appliance directories that ``kv_ro`` devices bake into the image."""
         return sorted({s.params["directory"] for s in self.devices.values() if s.kind == "kv_ro"})
 
+    def data_generators(self) -> dict[str, str]:
+        """``{directory: "module:function"}`` for the ``kv_ro`` directories made at build
+        time (``kv_ro(..., generate=...)``)."""
+        return {s.params["directory"]: s.params["generate"] for s in self.devices.values()
+                if s.kind == "kv_ro" and "generate" in s.params}
+
 
 def _named(key: str, spec: DeviceSpec) -> DeviceSpec:
     """A netif, block or run-time KV device's run-time name: its own, or its key in ``devices``."""
@@ -471,8 +490,9 @@ def load(appliance_dir: str | Path) -> Appliance:
     if not isinstance(appliance, Appliance):
         raise ConfigError("defines no `appliance = Appliance(...)`", filename)
     appliance.directory = directory.resolve()
+    generated = appliance.data_generators()
     for data_dir in appliance.data_directories():
-        if not (directory / data_dir).is_dir():
+        if data_dir not in generated and not (directory / data_dir).is_dir():
             spec = next(s for s in appliance.devices.values() if s.params.get("directory") == data_dir)
             raise ConfigError(f"kv_ro directory {data_dir!r} does not exist in {directory}", *spec.origin)
     return appliance

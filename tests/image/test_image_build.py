@@ -152,3 +152,46 @@ def test_bad_inputs_are_one_clear_error(tmp_path: Path) -> None:
         image.build(root, {}, tmp_path / "out", log=lambda *a: None)
     with pytest.raises(image.ImageError, match="target 'vm' is not supported"):
         image.build(root, {}, tmp_path / "out", target="vm")
+
+
+GENERATOR = '''\
+def make(out, epoch):
+    (out / "sub").mkdir()
+    (out / "sub" / "made.txt").write_text(f"made at {epoch}\\n")
+
+
+def broken(out, epoch):
+    raise RuntimeError("no inputs")
+'''
+
+
+def _generated(root: Path, hook: str) -> Path:
+    make_tiny(root)
+    config = (root / "config.py").read_text().replace(
+        '"data": kv_ro("data")}',
+        f'"data": kv_ro("data"), "made": kv_ro("gen/made", generate={hook!r})}}')
+    (root / "config.py").write_text(config)
+    write_tree(root, {"fata_tiny/hooks.py": GENERATOR})
+    return root
+
+
+def test_a_generate_hook_bakes_what_it_writes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    root = _generated(tmp_path / "tiny", "fata_tiny.hooks:make")
+    path = image.build(root, {}, tmp_path / "out", log=lambda *a: None)
+    assert not (root / "gen").exists()  # made in a scratch directory, not in the sources
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("data/gen/made/sub/made.txt") == b"made at 1700000000\n"
+        assert archive.read("data/data/greeting.txt") == b"hello from the data\n"
+    again = image.build(root, {}, tmp_path / "again", log=lambda *a: None)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_failing_or_malformed_hook_is_one_clear_error(tmp_path: Path) -> None:
+    root = _generated(tmp_path / "tiny", "fata_tiny.hooks:broken")
+    with pytest.raises(image.ImageError,
+                       match=r"data generator fata_tiny\.hooks:broken failed: RuntimeError"):
+        image.build(root, {}, tmp_path / "out", log=lambda *a: None)
+    root = _generated(tmp_path / "tiny2", "not a hook")
+    with pytest.raises(ConfigError, match=r"kv_ro\(generate=\.\.\.\) wants 'module:function'"):
+        image.build(root, {}, tmp_path / "out", log=lambda *a: None)

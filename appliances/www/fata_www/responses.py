@@ -38,9 +38,10 @@ ALLOW = b"GET, HEAD, OPTIONS"
 INDEX = "index.html"
 REASONS = {
     200: "OK", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently",
-    304: "Not Modified", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 412: "Precondition Failed", 413: "Content Too Large",
-    414: "URI Too Long", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
+    304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 412: "Precondition Failed",
+    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }

@@ -8,7 +8,8 @@ The steps, each deterministic so that the same inputs give the same bytes:
    configuration's ``include`` packages;
 3. compile every source module to sourceless, hash-based bytecode (``bytecode``), copy
    extension modules (and the shared libraries third-party wheels bundle for them),
-   stripped (``strip``), and the ``kv_ro`` data directories under ``data/``; write
+   stripped (``strip``), and the ``kv_ro`` data directories under ``data/`` (those with a
+   ``generate`` hook made now, in a scratch directory); write
    ``__fata_leftout__`` (``leftout``), which names at run time what the walk left out;
    and the interpreter (``interpreter``): the Python binary, libpython and the ELF closure
    of it and of every extension module, with the dynamic loader, stripped, under
@@ -22,10 +23,13 @@ The steps, each deterministic so that the same inputs give the same bytes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -76,7 +80,7 @@ def build(
     log(f"building {baked['name']} {baked['version']} for {target} "
         f"({', '.join(f'{k}={v}' for k, v in baked['keys'].items()) or 'no keys'})")
 
-    members, counts, extra = collect(appliance, baked, log)
+    members, counts, extra = collect(appliance, baked, log, epoch)
     manifest = make_manifest(baked, target, epoch, members, signer, extra.get("interpreter"))
     manifest.update(extra)
     manifest_bytes = dumps(manifest)
@@ -137,7 +141,8 @@ def _image_dir(module: closure_mod.Module) -> str:
 
 
 def collect(
-    appliance: fata_config.Appliance, baked: dict[str, Any], log: Callable[..., Any]
+    appliance: fata_config.Appliance, baked: dict[str, Any], log: Callable[..., Any],
+    epoch: int = FALLBACK_EPOCH,
 ) -> tuple[dict[str, tuple[Member, str]], dict[str, int], dict[str, Any]]:
     """Every member but the manifest and signature: {path: (member, kind)}, module counts,
     and the manifest's ``left_out`` and ``stripped`` sections."""
@@ -222,13 +227,20 @@ def collect(
     leftout_pyc = pyc_bytes(leftout.runtime_source(left_out), f"{leftout.MODULE_NAME}.py")
     add(f"{LIB}/{leftout.MODULE_NAME}.pyc", leftout_pyc, "image")
 
+    generators = appliance.data_generators()
     for directory in appliance.data_directories():
-        base_dir = appliance.directory / directory
-        for path in sorted(base_dir.rglob("*")):
-            rel_parts = path.relative_to(base_dir).parts
-            if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
-                continue
-            add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
+        with tempfile.TemporaryDirectory(prefix="fata-data-") as scratch:
+            if directory in generators:
+                base_dir = Path(scratch)
+                generate_data(appliance.directory, generators[directory], base_dir,
+                              epoch, log)
+            else:
+                base_dir = appliance.directory / directory
+            for path in sorted(base_dir.rglob("*")):
+                rel_parts = path.relative_to(base_dir).parts
+                if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
+                    continue
+                add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
     extra: dict[str, Any] = {"left_out": left_out, "stripped": stripped}
     if self_contained():
         if not any(f"/lib-dynload/{name}." in path for path in members
@@ -242,6 +254,24 @@ def collect(
         extra["interpreter"] = add_interpreter(add, shared_object, sources.values(),
                                                wheel_libs)
     return members, counts, extra
+
+
+def generate_data(appliance_dir: Path, entry: str, out: Path, epoch: int,
+                  log: Callable[..., Any]) -> None:
+    """Run a ``kv_ro(..., generate="module:function")`` hook: ``function(out, epoch)`` with
+    the appliance directory importable; any failure is an ``ImageError`` naming the hook."""
+    module_name, _, function_name = entry.partition(":")
+    sys.path.insert(0, str(appliance_dir))
+    try:
+        module = importlib.import_module(module_name)
+        function = getattr(module, function_name)
+        function(out, epoch)
+    except Exception as exc:  # the hook is the appliance's code: report it, do not crash
+        raise ImageError(f"data generator {entry} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(appliance_dir))
+    log(f"generated data with {entry}")
 
 
 def self_contained() -> bool:
