@@ -1,6 +1,16 @@
 """The www appliance's configuration: the devices it needs and its runtime arguments."""
 
-from fata.config import Appliance, arg, clock, console, kv_ro, kv_runtime, lifecycle, stack
+from fata.config import (
+    Appliance,
+    arg,
+    clock,
+    console,
+    kv_ro,
+    kv_runtime,
+    lifecycle,
+    random,
+    stack,
+)
 
 appliance = Appliance(
     name="www",
@@ -10,6 +20,10 @@ appliance = Appliance(
         "stack": stack(),
         "content": kv_ro("data/site"),  # the default site baked into the image
         "site": kv_runtime(),  # --site DIR: fata run --kv site=DIR, or host paths
+        "tls": kv_runtime(),  # --tls-cert/--tls-key files: fata run --kv tls=DIR, or host paths
+        # the development certificate, made at build time (fata_www.devcert)
+        "devcert": kv_ro("data/devcert", generate="fata_www.devcert:generate"),
+        "random": random(),
         "clock": clock(),
         "console": console(),
         "lifecycle": lifecycle(),
@@ -19,6 +33,24 @@ appliance = Appliance(
             help="address to serve on (default: the stack's own address, 127.0.0.1 on "
                  "--net socket, 10.77.0.2 on --net direct)"),
         arg("port", type=int, default=80, help="HTTP port"),
+        arg("tls", type=bool, default=False,
+            help="also serve HTTPS (Fata's own TLS 1.3/1.2) on --tls-port; implied by "
+                 "--tls-cert; without --tls-cert the development certificate baked at build "
+                 "time is served (trust it with curl --cacert "
+                 "~/.local/state/fata/www-devcert/ca.pem)"),
+        arg("tls_port", type=int, default=443, help="HTTPS port"),
+        arg("tls_cert", type=str, multiple=True,
+            help="PEM certificate chain (leaf first), read from the run-time store 'tls'; "
+                 "repeatable, paired in order with --tls-key; the pair whose names match "
+                 "the client's SNI is served, else the first"),
+        arg("tls_key", type=str, multiple=True,
+            help="PEM private key of the --tls-cert at the same position"),
+        arg("redirect_http", type=bool, default=False,
+            help="with HTTPS on, the plain HTTP listener answers every request with a 308 "
+                 "to the same URL over HTTPS"),
+        arg("hsts", type=str, default="",
+            help="Strict-Transport-Security value sent on HTTPS answers about files, e.g. "
+                 "'max-age=63072000; includeSubDomains' (never over plain HTTP, RFC 6797)"),
         arg("site", type=str, default="",
             help="directory to serve, read from the run-time store 'site' (a host path; "
                  "confined to DIR by fata run --kv site=DIR); re-read on SIGHUP; default: "

@@ -87,9 +87,12 @@ def _leaf_key(kind: str):
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def make_pki(directory: str | Path) -> dict[str, Path]:
+def make_pki(directory: str | Path, sites: dict[str, list[str]] | None = None
+             ) -> dict[str, Path]:
     """Write ca.pem, chain.pem (the intermediate), <kind>.pem (leaf + intermediate) and
-    <kind>.key for every leaf kind, and expired.pem/.key; return a dict of paths."""
+    <kind>.key for every leaf kind, expired.pem/.key, and a P-256 <stem>.pem/.key for the
+    host names of each of ``sites`` ({stem: names}, to tell SNI choices apart); return a
+    dict of paths."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     ca_key = rsa.generate_private_key(65537, 2048)
@@ -116,6 +119,12 @@ def make_pki(directory: str | Path) -> dict[str, Path]:
         (d / f"{kind}.key").write_bytes(_pem_key(key))
         out[kind] = d / f"{kind}.pem"
         out[f"{kind}.key"] = d / f"{kind}.key"
+    for stem, names in (sites or {}).items():
+        key = _leaf_key("p256")
+        leaf = _cert(_name(stem), inter.subject, key.public_key(), int_key, False, names)
+        (d / f"{stem}.pem").write_bytes(leaf.public_bytes(pem) + inter.public_bytes(pem))
+        (d / f"{stem}.key").write_bytes(_pem_key(key))
+        out[stem], out[f"{stem}.key"] = d / f"{stem}.pem", d / f"{stem}.key"
     # An expired leaf for the validation tests.
     key = ec.generate_private_key(ec.SECP256R1())
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)

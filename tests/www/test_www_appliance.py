@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fata_www.paths import encode
 from wwwtest_util import (
     APPLIANCE_STACKS,
     BAKED_SITE,
@@ -23,6 +22,7 @@ from wwwtest_util import (
     rss_kb,
     sha256,
     site_files,
+    url_path,
     wait_until,
     www_on,
 )
@@ -52,10 +52,6 @@ def app(request, tmp_path_factory):
     with www_on(net, args, tmp) as a:
         a.site = site
         yield a
-
-
-def url_path(key: str) -> str:
-    return encode("/" + key).decode()
 
 
 def test_every_file_over_http_client_keepalive(app) -> None:

@@ -136,6 +136,13 @@ def site_files(root: Path) -> dict[str, bytes]:
     return out
 
 
+def url_path(key: str) -> str:
+    """The request-target of the site file ``key`` (percent-encoded)."""
+    from fata_www.paths import encode
+
+    return encode("/" + key).decode()
+
+
 class RunningWww(LoggedProcess):
     """``python -m fata run appliances/www [--net NET] -- --listen HOST --port N ARGS``."""
 
@@ -174,7 +181,7 @@ class RunningWww(LoggedProcess):
             raise AssertionError(f"appliance exited with {self.proc.returncode}\n"
                                  f"{self.output()}")
         try:
-            return self.request("/")[0] in (200, 404)
+            return self.request("/")[0] in (200, 308, 404)
         except OSError:
             return False
 

@@ -43,7 +43,7 @@ from typing import NamedTuple
 import h11
 
 from fata_www.dates import http_date
-from fata_www.responses import REASONS, Reply, Responses, closing_bytes, wants_gzip
+from fata_www.responses import REASONS, Answers, Reply, closing_bytes, wants_gzip
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class HttpServer:
     """What every connection shares: the current site's responses (swapped whole on a
     reload, so each request sees one site), the limits, and the ``Date`` of this second."""
 
-    def __init__(self, responses: Responses, limits: Limits | None = None, *,
+    def __init__(self, responses: Answers, limits: Limits | None = None, *,
                  access_log: bool = False) -> None:
         self.responses = responses
         self.limits = limits or Limits()

@@ -22,26 +22,38 @@ SECURITY_HEADERS: Headers = [
     (b"X-Frame-Options", b"SAMEORIGIN"),
     (b"Referrer-Policy", b"strict-origin-when-cross-origin"),
 ]
-"""What ``--security-headers`` adds to every answer about a file (a HTTP-only site has no
-use for HSTS: browsers ignore it over plain HTTP, RFC 6797 section 8.1)."""
+"""What ``--security-headers`` adds to every answer about a file."""
 
 _VALUE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+_MAX_AGE = re.compile(r"(?:^|;)\s*max-age\s*=\s*\"?[0-9]+\"?\s*(?:;|$)", re.IGNORECASE)
 
 
 class PolicyError(ValueError):
-    """A rule that is not ``GLOB=VALUE`` with a path glob and a header value."""
+    """A rule that is not ``GLOB=VALUE`` with a path glob and a header value, or an HSTS
+    value without ``max-age``."""
+
+    is_user_error = True  # the runtime prints the message, not a traceback
 
 
 @dataclass(frozen=True)
 class HeaderPolicy:
-    """``cache_control`` rules, first match wins; ``security`` adds :data:`SECURITY_HEADERS`."""
+    """``cache_control`` rules, first match wins; ``security`` adds :data:`SECURITY_HEADERS`;
+    ``hsts`` is the ``Strict-Transport-Security`` value of answers over TLS (browsers
+    ignore it over plain HTTP, RFC 6797 section 8.1, so it is never sent there)."""
 
     cache_control: tuple[tuple[str, bytes], ...] = ()
     security: bool = False
+    hsts: bytes = b""
 
     @classmethod
-    def parse(cls, rules: Sequence[str], security: bool = False) -> HeaderPolicy:
-        """From ``--cache-control GLOB=VALUE`` options; PolicyError names a bad one."""
+    def parse(cls, rules: Sequence[str], security: bool = False, hsts: str = ""
+              ) -> HeaderPolicy:
+        """From ``--cache-control GLOB=VALUE`` and ``--hsts VALUE`` options; PolicyError
+        names a bad one."""
+        hsts = hsts.strip()
+        if hsts and not (_VALUE.match(hsts) and _MAX_AGE.search(hsts)):
+            raise PolicyError(f"--hsts {hsts!r}: expected a Strict-Transport-Security value "
+                              f"with max-age, e.g. 'max-age=63072000; includeSubDomains'")
         parsed = []
         for rule in rules:
             glob, sep, value = rule.partition("=")
@@ -50,10 +62,11 @@ class HeaderPolicy:
                 raise PolicyError(f"--cache-control {rule!r}: expected /GLOB=VALUE, e.g. "
                                   f"'/assets/*=public, max-age=31536000'")
             parsed.append((glob, value.encode("ascii")))
-        return cls(tuple(parsed), security)
+        return cls(tuple(parsed), security, hsts.encode("ascii"))
 
-    def headers_for(self, path: str) -> Headers:
-        """The extra headers of an answer about the file at URL path ``path``."""
+    def headers_for(self, path: str, secure: bool = False) -> Headers:
+        """The extra headers of an answer about the file at URL path ``path``, over TLS
+        when ``secure``."""
         out: Headers = []
         for glob, value in self.cache_control:
             if fnmatchcase(path, glob):
@@ -61,4 +74,6 @@ class HeaderPolicy:
                 break
         if self.security:
             out.extend(SECURITY_HEADERS)
+        if secure and self.hsts:
+            out.append((b"Strict-Transport-Security", self.hsts))
         return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from fata_www.dates import http_date, parse_http_date
 from fata_www.paths import PathError, encode, resolve
@@ -187,6 +188,18 @@ class Prepared:
     gzip_body: bytes | None = None
 
 
+class Answers(Protocol):
+    """What the HTTP/1.1 engine asks of a listener's answers: the prepared 200s by
+    request-target, and the answer to any other request (:class:`Responses` for the
+    site, ``tlssetup.RedirectResponses`` for a plain listener that sends all to HTTPS)."""
+
+    fast: dict[bytes, Prepared]
+
+    def answer(self, method: bytes, target: bytes, headers: dict[bytes, bytes]) -> Reply:
+        """The answer to a complete request (headers by lowercase name)."""
+        ...
+
+
 def _etags(value: bytes) -> list[bytes] | None:
     """The entity tags of an ``If-Match``/``If-None-Match`` list; None for ``*``."""
     if value.strip() == b"*":
@@ -238,16 +251,20 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | bool | None:
 
 
 class Responses:
-    """Every answer the site gives, the fast ones prepared as bytes."""
+    """Every answer the site gives, the fast ones prepared as bytes; a TLS listener has
+    its own (``secure``), since its headers differ (HSTS)."""
 
-    def __init__(self, site: Site, policy: HeaderPolicy | None = None) -> None:
+    def __init__(self, site: Site, policy: HeaderPolicy | None = None,
+                 secure: bool = False, like: Responses | None = None) -> None:
         self.site = site
         self.policy = policy or HeaderPolicy()
+        self.secure = secure  # answers go over TLS (the policy's HSTS applies)
+        # ``like``: the same site's other listener's answers, whose variants are reused
         self.fast: dict[bytes, Prepared] = {}
         self.gzip: dict[str, Variant] = {}
         for path, resource in site.resources.items():
-            packed = gzip_variant(resource)
-            extra = self.policy.headers_for(path)
+            packed = like.gzip.get(path) if like is not None else gzip_variant(resource)
+            extra = self.policy.headers_for(path, secure)
             if packed is None:
                 prepared = Prepared(head_bytes(200, resource_headers(resource, extra=extra)),
                                     resource.body)
@@ -309,7 +326,7 @@ class Responses:
                         headers: dict[bytes, bytes]) -> Reply:
         packed = self.gzip.get(resource.path)
         vary = packed is not None
-        extra = self.policy.headers_for(resource.path)
+        extra = self.policy.headers_for(resource.path, self.secure)
         variant = identity(resource)
         if packed is not None and wants_gzip(headers.get(b"accept-encoding", b"")):
             variant = packed

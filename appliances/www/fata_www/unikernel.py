@@ -10,6 +10,12 @@ for a moment, so that a 400 is not destroyed by the RST that closing on unread d
 Beyond ``--max-connections`` a new connection gets a 503 and is closed; the others are
 unaffected.
 
+With ``--tls`` (or ``--tls-cert``) a second listener on ``--tls-port`` runs Fata's own TLS
+(``fata.tls.flow.accept``, the handshake bounded by ``--header-timeout``) and then the same
+loop over the plaintext ``Flow`` it gives, with its own answers (HSTS); the plain listener
+keeps serving the site, or answers 308 to HTTPS with ``--redirect-http``
+(``fata_www.tlssetup``).  Both count against ``--max-connections``.
+
 The site is read only here, through a ``KV``: ``--site DIR`` from the run-time store
 ``site``, else the baked ``content``.  SIGHUP re-reads it off the event loop and swaps the
 server's responses whole, or logs the error and keeps the old site.
@@ -21,13 +27,16 @@ import argparse
 import asyncio
 import time
 
-from fata.devices import KV, Clock, Console, Flow, Lifecycle, Stack
+from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
 from fata.runtime.reload import Reloader
+from fata.tls import TLSConfig
+from fata.tls.flow import accept
 
 from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
 from fata_www.policy import HeaderPolicy
 from fata_www.responses import Responses, closing_bytes
 from fata_www.site import Site, SiteError, load_site
+from fata_www.tlssetup import RedirectResponses, TLSSetupError, dev_pair, load_pairs, tls_config
 
 LINGER_SECONDS = 2.0  # how long a closing connection's input is drained
 LINGER_BYTES = 1 << 20
@@ -50,10 +59,14 @@ class WwwAppliance:
     """The running appliance: the shared server, its listener, reload and the connections."""
 
     def __init__(self, stack: Stack, content: KV, site: KV, clock: Clock, console: Console,
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, tls: KV | None = None, devcert: KV | None = None,
+                 random: Random | None = None) -> None:
         self.stack = stack
         self.content = content
         self.site_kv = site
+        self.tls_kv = tls
+        self.devcert = devcert
+        self.random = random
         self.clock = clock
         self.console = console
         self.args = args
@@ -64,9 +77,15 @@ class WwwAppliance:
             header_timeout=float(args.header_timeout), idle_timeout=float(args.idle_timeout))
         self.max_connections = int(args.max_connections)
         self.policy = HeaderPolicy.parse(list(args.cache_control or []),
-                                         bool(args.security_headers))
+                                         bool(args.security_headers), str(args.hsts or ""))
+        self.https = bool(args.tls or args.tls_cert)
+        if args.redirect_http and not self.https:
+            raise TLSSetupError("--redirect-http needs HTTPS on: add --tls (the development "
+                                "certificate) or --tls-cert/--tls-key")
+        self.tls_config: TLSConfig | None = None
         self.site: Site | None = None
         self.server: HttpServer | None = None
+        self.tls_server: HttpServer | None = None
         self.connections = 0
         self.refused = 0
         self.timeouts = {"header": 0, "idle": 0}
@@ -83,22 +102,57 @@ class WwwAppliance:
         where = self.args.site or "the baked site"
         return f"{where}: {len(site.resources)} files, {site.total_bytes} bytes"
 
+    def answers(self, site: Site) -> tuple[Responses | RedirectResponses, Responses | None]:
+        """The plain listener's answers and the TLS listener's (None without HTTPS); the
+        two share the compressed variants."""
+        secure = Responses(site, self.policy, secure=True) if self.https else None
+        if self.args.redirect_http:
+            return RedirectResponses(int(self.args.tls_port)), secure
+        return Responses(site, self.policy, like=secure), secure
+
+    def load_tls(self) -> TLSConfig:
+        """The TLS configuration from ``--tls-cert``/``--tls-key``, else the baked
+        development certificate (TLSSetupError names what is wrong)."""
+        assert self.random is not None and self.tls_kv is not None
+        assert self.devcert is not None
+        certs, keys = list(self.args.tls_cert or []), list(self.args.tls_key or [])
+        pairs = load_pairs(self.tls_kv, certs, keys) if certs or keys else [
+            dev_pair(self.devcert)]
+        return tls_config(pairs, self.random.bytes, http2=False)
+
     async def run(self, lifecycle: Lifecycle) -> None:
         self.site = self.load()
-        self.server = HttpServer(Responses(self.site, self.policy), self.limits,
-                                 access_log=bool(self.args.access_log))
+        if self.https:
+            self.tls_config = self.load_tls()
+        plain, secure = self.answers(self.site)
+        access_log = bool(self.args.access_log)
+        self.server = HttpServer(plain, self.limits, access_log=access_log)
+        if secure is not None:
+            self.tls_server = HttpServer(secure, self.limits, access_log=access_log)
         if not self.args.listen:  # the stack's own address: one command works on every target
             addresses = [a for a in self.stack.addresses if a.version == 4]
             self.args.listen = str(addresses[0]) if addresses else "0.0.0.0"
-        listener = await self.stack.tcp_listen(self.args.listen, self.args.port,
-                                               self.handle_flow)
-        self.console.info(f"serving {self.describe(self.site)} on "
-                          f"http://{self.args.listen}:{listener.local[1]}/")
+        listeners = [await self.stack.tcp_listen(self.args.listen, self.args.port,
+                                                 self.handle_flow)]
+        what = "redirecting to HTTPS" if self.args.redirect_http else "serving"
+        self.console.info(f"{what} {self.describe(self.site)} on "
+                          f"http://{self.args.listen}:{listeners[0].local[1]}/")
+        if self.tls_server is not None:
+            listeners.append(await self.stack.tcp_listen(self.args.listen, self.args.tls_port,
+                                                         self.handle_tls))
+            self.console.info(f"serving {self.describe(self.site)} on "
+                              f"https://{self.args.listen}:{listeners[1].local[1]}/")
+            if not self.args.tls_cert:
+                self.console.info(
+                    "HTTPS uses the development certificate made at build time: trust it "
+                    "with curl --cacert ~/.local/state/fata/www-devcert/ca.pem (the CA of "
+                    "the user who built the image, under $XDG_STATE_HOME if set)")
         lifecycle.on_reload(lambda: self._spawn(self.reload()))
         try:
             await lifecycle.wait_stopped()
         finally:
-            listener.close()
+            for listener in listeners:
+                listener.close()
             for task in list(self._tasks):
                 task.cancel()
             self.console.info(
@@ -112,18 +166,44 @@ class WwwAppliance:
 
     async def reload(self) -> None:
         """Re-read the site; swap only if it loads whole (SIGHUP)."""
-        def load() -> tuple[Site, Responses]:
+        def load() -> tuple[Site, tuple[Responses | RedirectResponses, Responses | None]]:
             site = self.load()
-            return site, Responses(site, self.policy)
+            return site, self.answers(site)
 
         loaded = await self.reloader.load(load)
         if loaded is None:
             return
-        site, responses = loaded
+        site, (plain, secure) = loaded
         assert self.server is not None
         self.site = site
-        self.server.responses = responses
+        self.server.responses = plain
+        if self.tls_server is not None and secure is not None:
+            self.tls_server.responses = secure
         self.console.info(f"reloaded {self.describe(site)}")
+
+    async def handle_tls(self, flow: Flow) -> None:
+        """One HTTPS connection: the handshake (within ``--header-timeout``), then the same
+        loop as plain HTTP over the plaintext flow.  Over the limit it is closed at once
+        (a 503 would first cost a handshake)."""
+        if self.connections >= self.max_connections:
+            self.refused += 1
+            flow.abort()
+            return
+        assert self.tls_config is not None and self.tls_server is not None
+        self.connections += 1
+        try:
+            try:
+                async with asyncio.timeout(self.limits.header_timeout):
+                    tls = await accept(flow, self.tls_config, clock=self.clock.time)
+            except TimeoutError:
+                self.timeouts["header"] += 1
+                flow.abort()
+                return
+            await self._serve(tls, self.tls_server)
+        except ConnectionError:  # TLSHandshakeError included: the alert was sent
+            pass
+        finally:
+            self.connections -= 1
 
     async def handle_flow(self, flow: Flow) -> None:
         """One connection: requests in, answers out, until the engine closes it."""
@@ -137,16 +217,16 @@ class WwwAppliance:
             return
         self.connections += 1
         try:
-            await self._serve(flow)
+            assert self.server is not None
+            await self._serve(flow, self.server)
         except ConnectionError:
             pass
         finally:
             self.connections -= 1
 
-    async def _serve(self, flow: Flow) -> None:
-        assert self.server is not None
+    async def _serve(self, flow: Flow, server: HttpServer) -> None:
         clock = self.clock
-        conn = HttpConnection(self.server, clock.monotonic())
+        conn = HttpConnection(server, clock.monotonic())
         host = str(flow.peer[0])
         while not conn.closed:
             deadline = conn.next_deadline()
@@ -209,7 +289,9 @@ class WwwAppliance:
             pass
 
 
-async def start(*, stack: Stack, content: KV, site: KV, clock: Clock, console: Console,
-                lifecycle: Lifecycle, args: argparse.Namespace) -> None:
+async def start(*, stack: Stack, content: KV, site: KV, tls: KV, devcert: KV, random: Random,
+                clock: Clock, console: Console, lifecycle: Lifecycle,
+                args: argparse.Namespace) -> None:
     """Entry point called by the Fata runtime."""
-    await WwwAppliance(stack, content, site, clock, console, args).run(lifecycle)
+    await WwwAppliance(stack, content, site, clock, console, args, tls, devcert,
+                       random).run(lifecycle)
