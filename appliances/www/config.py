@@ -39,6 +39,9 @@ appliance = Appliance(
                  "time is served (trust it with curl --cacert "
                  "~/.local/state/fata/www-devcert/ca.pem)"),
         arg("tls_port", type=int, default=443, help="HTTPS port"),
+        arg("http2", type=bool, default=True,
+            help="HTTP/2: offered by ALPN over TLS, and spoken over cleartext to clients that "
+                 "open with its preface (prior knowledge); --no-http2 for HTTP/1.1 only"),
         arg("tls_cert", type=str, multiple=True,
             help="PEM certificate chain (leaf first), read from the run-time store 'tls'; "
                  "repeatable, paired in order with --tls-key; the pair whose names match "

@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fata_www import devcert
 from tls._certgen import make_pki
 from wwwtest_util import (
     APPLIANCE,
     PYTHON,
     ROOT,
     RunningWww,
+    ca_file,
+    curl,
     free_port,
+    s_client,
     sha256,
     site_files,
     url_path,
@@ -45,16 +47,6 @@ def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWww]:
         yield app
 
 
-def ca_file() -> str:
-    """The development CA the build made (this user's, as the appliance's was)."""
-    return str(devcert.state_dir() / "ca.pem")
-
-
-def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
-                          timeout=30)
-
-
 def test_every_file_over_https_with_curl(https: RunningWww) -> None:
     port = https.tls_port  # type: ignore[attr-defined]
     for key, body in site_files(APPLIANCE / "data" / "site").items():
@@ -72,15 +64,6 @@ def test_hsts_over_tls_only(https: RunningWww) -> None:
     plain = curl("-D", "-", "-o", "/dev/null", https.url("/")).stdout.decode().lower()
     assert f"strict-transport-security: {HSTS.lower()}" in secure
     assert plain.startswith("http/1.1 200") and "strict-transport-security" not in plain
-
-
-def s_client(port: int, *args: str, request: bytes = b"") -> str:
-    """``openssl s_client`` with ``request`` written once the handshake is done."""
-    out = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", ca_file(),
-         "-verify_return_error", "-ign_eof", *args],
-        input=request, capture_output=True, timeout=30)
-    return out.stdout.decode("latin-1") + out.stderr.decode("latin-1")
 
 
 @pytest.mark.parametrize("version, shown", [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")])

@@ -143,6 +143,29 @@ def url_path(key: str) -> str:
     return encode("/" + key).decode()
 
 
+def ca_file() -> str:
+    """The development CA the build made (this user's, as the appliance's was)."""
+    from fata_www import devcert
+
+    return str(devcert.state_dir() / "ca.pem")
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    """``curl -sS ARGS`` with a time limit."""
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
+                          timeout=30)
+
+
+
+def s_client(port: int, *args: str, request: bytes = b"") -> str:
+    """``openssl s_client`` with ``request`` written once the handshake is done."""
+    out = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", ca_file(),
+         "-verify_return_error", "-ign_eof", *args],
+        input=request, capture_output=True, timeout=30)
+    return out.stdout.decode("latin-1") + out.stderr.decode("latin-1")
+
+
 class RunningWww(LoggedProcess):
     """``python -m fata run appliances/www [--net NET] -- --listen HOST --port N ARGS``."""
 

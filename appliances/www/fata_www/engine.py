@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import h11
 
@@ -93,6 +93,19 @@ class HttpServer:
         self._date_second = -1
         self._encodings: dict[bytes, bool] = {}
         self._date_line = b""
+        self._h2_owner: object = None
+        self._h2_memo: dict[tuple[bytes, bytes, bool], Any] = {}
+
+    def h2_memo(self, responses: object, key: tuple[bytes, bytes, bool], value: Any = None
+                ) -> Any:
+        """HTTP/2's memoised answers (``fata_www.h2engine``) of these ``responses``: the one
+        under ``key``, or store ``value`` there; a reload's new responses start afresh."""
+        if self._h2_owner is not responses:
+            self._h2_owner, self._h2_memo = responses, {}
+        if value is None:
+            return self._h2_memo.get(key)
+        self._h2_memo[key] = value
+        return value
 
     def wants_gzip(self, accept_encoding: bytes) -> bool:
         """:func:`~fata_www.responses.wants_gzip`, remembered for the few values clients send

@@ -33,6 +33,7 @@ from fata.tls import TLSConfig
 from fata.tls.flow import accept
 
 from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
+from fata_www.h2engine import H2Connection, is_preface
 from fata_www.policy import HeaderPolicy
 from fata_www.responses import Responses, closing_bytes
 from fata_www.site import Site, SiteError, load_site
@@ -118,7 +119,7 @@ class WwwAppliance:
         certs, keys = list(self.args.tls_cert or []), list(self.args.tls_key or [])
         pairs = load_pairs(self.tls_kv, certs, keys) if certs or keys else [
             dev_pair(self.devcert)]
-        return tls_config(pairs, self.random.bytes, http2=False)
+        return tls_config(pairs, self.random.bytes, http2=bool(self.args.http2))
 
     async def run(self, lifecycle: Lifecycle) -> None:
         self.site = self.load()
@@ -199,7 +200,8 @@ class WwwAppliance:
                 self.timeouts["header"] += 1
                 flow.abort()
                 return
-            await self._serve(tls, self.tls_server)
+            h2 = tls.handshake is not None and tls.handshake.alpn == "h2"
+            await self._serve(tls, self.tls_server, h2=h2)
         except ConnectionError:  # TLSHandshakeError included: the alert was sent
             pass
         finally:
@@ -224,9 +226,19 @@ class WwwAppliance:
         finally:
             self.connections -= 1
 
-    async def _serve(self, flow: Flow, server: HttpServer) -> None:
+    async def _serve(self, flow: Flow, server: HttpServer, h2: bool = False) -> None:
+        """Run one connection's engine: HTTP/2 when ALPN chose it (``h2``) or when the
+        client's first bytes are the HTTP/2 preface (prior knowledge), else HTTP/1.1."""
         clock = self.clock
-        conn = HttpConnection(server, clock.monotonic())
+        accepted = clock.monotonic()
+        conn: HttpConnection | H2Connection
+        if h2:
+            conn = H2Connection(server, accepted)
+            await flow.write(conn.initiate()[0])
+        else:
+            conn = HttpConnection(server, accepted)
+        sniffing = not h2 and bool(self.args.http2)
+        first = b""
         host = str(flow.peer[0])
         while not conn.closed:
             deadline = conn.next_deadline()
@@ -246,6 +258,15 @@ class WwwAppliance:
                 await self._write(flow, conn, conn.receive_eof(clock.monotonic(), clock.time()),
                                   host)
                 return
+            if sniffing:  # the first bytes: HTTP/2's preface, a beginning of it, or not
+                first += data
+                decided = is_preface(first)
+                if decided is None:
+                    continue
+                sniffing, data = False, first
+                if decided:
+                    conn = H2Connection(server, accepted)
+                    await flow.write(conn.initiate()[0])
             await self._write(flow, conn, conn.receive(data, clock.monotonic(), clock.time()),
                               host)
             while conn.pending:
@@ -253,8 +274,8 @@ class WwwAppliance:
                                   host)
         await self._linger(flow)
 
-    async def _write(self, flow: Flow, conn: HttpConnection, out: list[bytes], host: str
-                     ) -> None:
+    async def _write(self, flow: Flow, conn: HttpConnection | H2Connection, out: list[bytes],
+                     host: str) -> None:
         if conn.log:
             wall = self.clock.time()
             for entry in conn.log:
