@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import brotli
 import pytest
 from wwwtest_util import (
     APPLIANCE_STACKS,
@@ -91,22 +92,27 @@ def test_every_file_over_curl_compressed(app) -> None:
         assert out.returncode == 0, out.stderr
         assert sha256(out.stdout) == sha256(body), key
         head = (app.site.parent / "headers").read_text().lower()
-        encodings.add("content-encoding: gzip" in head)
+        encodings.add("content-encoding: br" in head or "content-encoding: gzip" in head)
     assert encodings == {True, False}  # the text files came gzipped, the others not
 
 
-def test_every_file_gzipped_over_http_client(app) -> None:
+@pytest.mark.parametrize("coding, decode", [("gzip", gzip.decompress),
+                                             ("br", brotli.decompress)])
+def test_every_file_encoded_over_http_client(app, coding: str, decode) -> None:
     conn = app.connection()
+    seen = set()
     try:
         for key, body in site_files(app.site).items():
-            conn.request("GET", url_path(key), headers={"Accept-Encoding": "gzip"})
+            conn.request("GET", url_path(key), headers={"Accept-Encoding": coding})
             resp = conn.getresponse()
             data = resp.read()
-            if resp.getheader("Content-Encoding") == "gzip":
-                data = gzip.decompress(data)
+            seen.add(resp.getheader("Content-Encoding"))
+            if resp.getheader("Content-Encoding") == coding:
+                data = decode(data)
             assert resp.status == 200 and sha256(data) == sha256(body), key
     finally:
         conn.close()
+    assert seen == {coding, None}
 
 
 @pytest.mark.tool("curl")

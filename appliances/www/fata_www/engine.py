@@ -13,9 +13,9 @@ Each request at the head of the buffer takes one of two paths:
   target in the prepared table (``Responses.fast``, raw bytes, so no decoding) and
   ``HTTP/1.1``, with only ordinary headers (:data:`FAST_HEADERS`, valid values, exactly one
   ``Host``, no body framing, no conditionals or ranges, ``Connection`` absent or
-  ``keep-alive``): a slice of the buffer, a dictionary lookup, and the prepared bytes (the
-  gzip variant's when the resource has one and ``Accept-Encoding`` prefers it, a decision
-  remembered per header value);
+  ``keep-alive``): a slice of the buffer, a dictionary lookup, and the prepared bytes (a
+  brotli or gzip variant's when the resource has one and ``Accept-Encoding`` prefers it, a
+  decision remembered per header value);
 - everything else goes to a fresh ``h11.Connection`` with the bytes so far, which parses and
   frames that one request and its response (keep-alive, ``Connection: close``, HTTP/1.0,
   bodies, chunked encoding, every malformation h11 knows).  When its cycle ends, whatever
@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import h11
 
 from fata_www.dates import http_date
-from fata_www.responses import REASONS, Answers, Reply, closing_bytes, wants_gzip
+from fata_www.responses import REASONS, Answers, Reply, choose_encoding, closing_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +91,13 @@ class HttpServer:
         self.limits = limits or Limits()
         self.access_log = access_log
         self._date_second = -1
-        self._encodings: dict[bytes, bool] = {}
+        self._encodings: dict[tuple[bytes, tuple[bytes, ...]], bytes | None] = {}
         self._date_line = b""
         self._h2_owner: object = None
-        self._h2_memo: dict[tuple[bytes, bytes, bool], Any] = {}
+        self._h2_memo: dict[tuple[bytes, bytes, bytes | None], Any] = {}
 
-    def h2_memo(self, responses: object, key: tuple[bytes, bytes, bool], value: Any = None
+    def h2_memo(self, responses: object, key: tuple[bytes, bytes, bytes | None],
+                value: Any = None
                 ) -> Any:
         """HTTP/2's memoised answers (``fata_www.h2engine``) of these ``responses``: the one
         under ``key``, or store ``value`` there; a reload's new responses start afresh."""
@@ -107,15 +108,19 @@ class HttpServer:
         self._h2_memo[key] = value
         return value
 
-    def wants_gzip(self, accept_encoding: bytes) -> bool:
-        """:func:`~fata_www.responses.wants_gzip`, remembered for the few values clients send
-        (at most :data:`ENCODING_MEMO` of them: an attacker's variety is just recomputed)."""
-        answer = self._encodings.get(accept_encoding)
-        if answer is None:
-            answer = wants_gzip(accept_encoding.strip())
+    def choose_encoding(self, accept_encoding: bytes, codings: tuple[bytes, ...]
+                        ) -> bytes | None:
+        """:func:`~fata_www.responses.choose_encoding`, remembered for the few values
+        clients send (at most :data:`ENCODING_MEMO` of them: an attacker's variety is just
+        recomputed)."""
+        key = (accept_encoding, codings)
+        try:
+            return self._encodings[key]
+        except KeyError:
+            answer = choose_encoding(accept_encoding.strip(), codings)
             if len(self._encodings) < ENCODING_MEMO:
-                self._encodings[accept_encoding] = answer
-        return answer
+                self._encodings[key] = answer
+            return answer
 
     def date_line(self, wall: float) -> bytes:
         """``Date: ...\\r\\n`` for ``wall``, formatted once per second."""
@@ -273,9 +278,10 @@ class HttpConnection:
         if hosts != 1:
             return False
         head_bytes, body = prepared.head, prepared.body
-        if prepared.gzip_head is not None and accept_encoding is not None and (
-                self.server.wants_gzip(accept_encoding)):
-            head_bytes, body = prepared.gzip_head, prepared.gzip_body
+        if prepared.codings and accept_encoding is not None:
+            coding = self.server.choose_encoding(accept_encoding, prepared.codings)
+            if coding is not None:
+                head_bytes, body = prepared.encoded[coding]
         del buf[: end + 4]
         date = self.server.date_line(wall)
         if head:

@@ -295,12 +295,14 @@ class H2Connection:
         memo = None
         if (method in (b"GET", b"HEAD") and path in responses.fast
                 and not any(name in headers for name in UNMEMOISED)):
-            gz = self.server.wants_gzip(headers.get(b"accept-encoding", b""))
-            memo = self.server.h2_memo(responses, (method, path, gz))
+            prepared = responses.fast[path]
+            coding = self.server.choose_encoding(headers.get(b"accept-encoding", b""),
+                                                 prepared.codings) if prepared.codings else None
+            memo = self.server.h2_memo(responses, (method, path, coding))
             if memo is None:
                 reply = responses.answer(method, path, headers)
                 memo = _Head(reply.status, h2_headers(reply), reply.body)
-                self.server.h2_memo(responses, (method, path, gz), memo)
+                self.server.h2_memo(responses, (method, path, coding), memo)
         if memo is None:
             reply = responses.answer(method, path, headers)
             memo = _Head(reply.status, h2_headers(reply), reply.body)

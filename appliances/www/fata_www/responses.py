@@ -13,21 +13,28 @@ single byte ``Range`` (206, or 416 with ``Content-Range``) guarded by ``If-Range
 ranges in one request get the whole representation (200), which RFC 9110 section 14.2
 allows, rather than a multipart body.
 
-Compression is done at load too: a text resource of at least :data:`GZIP_MIN` bytes that
-gzip makes smaller by a tenth or more gets a gzip variant (level 9, no timestamp, so the
-same bytes give the same variant).  Such a resource has two representations, each with
-its own strong ETag (the variant's is the identity's with ``-gz``); which one a request
-gets follows its ``Accept-Encoding`` q-values (:func:`wants_gzip`), every answer about it
-says ``Vary: Accept-Encoding``, and preconditions and ranges apply to the representation
-chosen (RFC 9110 sections 8.8.3 and 14).
+Compression is done once too: a compressible resource of at least :data:`GZIP_MIN` bytes
+gets a brotli and a gzip variant, each kept only if it saves a tenth or more.  A variant
+made at build time is taken from the site itself: ``X.br`` and ``X.gz`` next to ``X`` (the
+default site's build hook writes them, as nginx's ``gzip_static`` reads them); otherwise it
+is made at load (gzip level 9 without a timestamp, brotli quality 11, or 5 for large
+files), so the same bytes always give the same variant.  Such a resource has several
+representations, each with its own strong ETag (the identity's with ``-br`` or ``-gz``);
+which one a request gets follows its ``Accept-Encoding`` q-values (:func:`choose_encoding`:
+the highest q-value wins, brotli before gzip on a tie, identity when it is preferred or
+nothing else is acceptable), every answer about it says ``Vary: Accept-Encoding``, and
+preconditions and ranges apply to the representation chosen (RFC 9110 sections 8.8.3 and
+14).
 """
 
 from __future__ import annotations
 
 import gzip
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import brotli
 
 from fata_www.dates import http_date, parse_http_date
 from fata_www.paths import PathError, encode, resolve
@@ -48,6 +55,10 @@ REASONS = {
 }
 NOT_FOUND_PAGE = "/404.html"
 GZIP_MIN = 256  # below this the gzip header and the extra round of decoding are not worth it
+BROTLI_BEST_MAX = 1 << 18  # larger bodies get brotli quality 5 at load (11 is ~1 MB/s)
+CODINGS = (b"br", b"gzip")  # the variants made, in order of preference on equal q-values
+SUFFIXES = {b"br": ".br", b"gzip": ".gz"}
+TAGS = {b"br": b'-br"', b"gzip": b'-gz"'}
 COMPRESSIBLE = ("text/", "application/json", "application/xml", "application/manifest+json",
                 "image/svg+xml", "application/wasm", "font/ttf", "font/otf")
 _CODING = re.compile(rb"^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*(?:;\s*q\s*=\s*([0-9.]{1,5})\s*)?$")
@@ -88,40 +99,70 @@ def identity(resource: Resource) -> Variant:
     return Variant(resource.body, resource.etag.encode("ascii"))
 
 
-def gzip_variant(resource: Resource) -> Variant | None:
-    """A gzip variant of a compressible resource, if it saves at least a tenth."""
+def compress(coding: bytes, body: bytes) -> bytes:
+    """``body`` in content coding ``coding`` (``br`` or ``gzip``), deterministically."""
+    if coding == b"gzip":
+        return gzip.compress(body, compresslevel=9, mtime=0)
+    return brotli.compress(body, quality=11 if len(body) <= BROTLI_BEST_MAX else 5)
+
+
+def variants_of(resource: Resource, site: Site | None = None) -> dict[bytes, Variant]:
+    """The compressed variants of a compressible resource that save at least a tenth, by
+    coding: the site's ``X.br``/``X.gz`` when it has them (made at build time), else made
+    now."""
     if len(resource.body) < GZIP_MIN or not resource.content_type.startswith(COMPRESSIBLE):
-        return None
-    packed = gzip.compress(resource.body, compresslevel=9, mtime=0)
-    if len(packed) > len(resource.body) * 0.9:
-        return None
-    return Variant(packed, resource.etag[:-1].encode("ascii") + b'-gz"', b"gzip")
+        return {}
+    out = {}
+    for coding in CODINGS:
+        made = site.get(resource.path + SUFFIXES[coding]) if site is not None else None
+        packed = made.body if made is not None else compress(coding, resource.body)
+        if len(packed) <= len(resource.body) * 0.9:
+            out[coding] = Variant(packed, resource.etag[:-1].encode("ascii") + TAGS[coding],
+                                  coding)
+    return out
 
 
-def wants_gzip(accept_encoding: bytes) -> bool:
-    """Whether ``Accept-Encoding`` prefers gzip to identity (RFC 9110 section 12.5.3):
-    gzip (or ``x-gzip``, or ``*`` when gzip is not named) with a q-value above zero and
-    not below identity's, identity not named counting as the least preferred acceptable
-    coding (as nginx and Apache take it).  An unparsable header asks for identity."""
+def gzip_variant(resource: Resource) -> Variant | None:
+    """The gzip variant of a compressible resource, if it saves at least a tenth."""
+    return variants_of(resource).get(b"gzip")
+
+
+def choose_encoding(accept_encoding: bytes, available: tuple[bytes, ...] = CODINGS
+                    ) -> bytes | None:
+    """The coding of ``available`` that ``Accept-Encoding`` prefers (RFC 9110 section
+    12.5.3), or None for identity: the highest q-value above zero and not below identity's
+    wins (``x-gzip`` is gzip; ``*`` stands for codings not named), earlier in ``available``
+    on a tie; identity not named counts as the least preferred acceptable coding (as nginx
+    and Apache take it).  An unparsable header asks for identity."""
     q: dict[bytes, float] = {}
     for item in accept_encoding.split(b","):
         if not item.strip():
             continue
         m = _CODING.match(item)
         if m is None:
-            return False
+            return None
         try:
             value = float(m.group(2)) if m.group(2) else 1.0
         except ValueError:
-            return False
+            return None
         if not 0.0 <= value <= 1.0:
-            return False
+            return None
         coding = m.group(1).lower()
         q[b"gzip" if coding == b"x-gzip" else coding] = value
     star = q.get(b"*")
-    q_gzip = q.get(b"gzip", star if star is not None else 0.0)
     q_identity = q.get(b"identity", 0.001 if star is None else star)
-    return q_gzip > 0.0 and q_gzip >= q_identity
+    best, best_q = None, 0.0
+    for coding in available:
+        value = q.get(coding, star if star is not None else 0.0)
+        if value > best_q and value >= q_identity:
+            best, best_q = coding, value
+    return best
+
+
+def wants_gzip(accept_encoding: bytes) -> bool:
+    """Whether ``Accept-Encoding`` prefers gzip to identity (:func:`choose_encoding` with
+    gzip the only coding on offer)."""
+    return choose_encoding(accept_encoding, (b"gzip",)) == b"gzip"
 
 
 def resource_headers(resource: Resource, variant: Variant | None = None,
@@ -180,12 +221,13 @@ def closing_bytes(status: int, date_line: bytes = b"") -> bytes:
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """The memoised 200 for one target: ``head`` lacks only ``Date`` and the blank line;
-    ``gzip_head`` and ``gzip_body`` are its gzip variant's (None without one)."""
+    ``codings`` names its compressed variants (in :data:`CODINGS` order) and ``encoded``
+    holds each one's head and body."""
 
     head: bytes
     body: bytes
-    gzip_head: bytes | None = None
-    gzip_body: bytes | None = None
+    codings: tuple[bytes, ...] = ()
+    encoded: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
 
 
 class Answers(Protocol):
@@ -261,20 +303,19 @@ class Responses:
         self.secure = secure  # answers go over TLS (the policy's HSTS applies)
         # ``like``: the same site's other listener's answers, whose variants are reused
         self.fast: dict[bytes, Prepared] = {}
-        self.gzip: dict[str, Variant] = {}
+        self.variants: dict[str, dict[bytes, Variant]] = {}
         for path, resource in site.resources.items():
-            packed = like.gzip.get(path) if like is not None else gzip_variant(resource)
+            packed = (like.variants.get(path, {}) if like is not None
+                      else variants_of(resource, site))
             extra = self.policy.headers_for(path, secure)
-            if packed is None:
-                prepared = Prepared(head_bytes(200, resource_headers(resource, extra=extra)),
-                                    resource.body)
-            else:
-                self.gzip[path] = packed
-                prepared = Prepared(
-                    head_bytes(200, resource_headers(resource, vary=True, extra=extra)),
-                    resource.body,
-                    head_bytes(200, resource_headers(resource, packed, vary=True, extra=extra)),
-                    packed.body)
+            if packed:
+                self.variants[path] = packed
+            vary = bool(packed)
+            prepared = Prepared(
+                head_bytes(200, resource_headers(resource, vary=vary, extra=extra)),
+                resource.body, tuple(packed),
+                {coding: (head_bytes(200, resource_headers(resource, v, vary=True, extra=extra)),
+                          v.body) for coding, v in packed.items()})
             self.fast[encode(path)] = prepared
             if path.rsplit("/", 1)[-1] == INDEX:
                 self.fast[encode(path[: -len(INDEX)])] = prepared
@@ -324,12 +365,14 @@ class Responses:
 
     def _representation(self, method: bytes, resource: Resource,
                         headers: dict[bytes, bytes]) -> Reply:
-        packed = self.gzip.get(resource.path)
-        vary = packed is not None
+        packed = self.variants.get(resource.path, {})
+        vary = bool(packed)
         extra = self.policy.headers_for(resource.path, self.secure)
         variant = identity(resource)
-        if packed is not None and wants_gzip(headers.get(b"accept-encoding", b"")):
-            variant = packed
+        if packed:
+            coding = choose_encoding(headers.get(b"accept-encoding", b""), tuple(packed))
+            if coding is not None:
+                variant = packed[coding]
         etag = variant.etag
         if_match = headers.get(b"if-match")
         if if_match is not None:
