@@ -18,7 +18,8 @@ appliance = Appliance(
     entry="fata_www.unikernel:start",
     devices={
         "stack": stack(),
-        "content": kv_ro("data/site"),  # the default site baked into the image
+        # the default site, rendered from the docs at build time (fata_www.render)
+        "content": kv_ro("data/site", generate="fata_www.render:generate"),
         "site": kv_runtime(),  # --site DIR: fata run --kv site=DIR, or host paths
         "tls": kv_runtime(),  # --tls-cert/--tls-key files: fata run --kv tls=DIR, or host paths
         # the development certificate, made at build time (fata_www.devcert)
@@ -57,7 +58,7 @@ appliance = Appliance(
         arg("site", type=str, default="",
             help="directory to serve, read from the run-time store 'site' (a host path; "
                  "confined to DIR by fata run --kv site=DIR); re-read on SIGHUP; default: "
-                 "the baked data/site"),
+                 "the site baked at build time"),
         arg("cache_control", type=str, multiple=True,
             help="/GLOB=VALUE: the Cache-Control of files whose URL path matches GLOB "
                  "(fnmatch; the first matching rule wins), e.g. "

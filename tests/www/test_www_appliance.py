@@ -16,9 +16,9 @@ import brotli
 import pytest
 from wwwtest_util import (
     APPLIANCE_STACKS,
-    BAKED_SITE,
     SAMPLE_FILES,
     RunningWww,
+    baked_site,
     parse_responses,
     rss_kb,
     sha256,
@@ -275,7 +275,7 @@ def test_the_baked_site_is_fatas_own(tmp_path) -> None:
     app = RunningWww([], tmp_path)
     try:
         app.wait()
-        files = site_files(BAKED_SITE)
+        files = site_files(baked_site())
         assert "index.html" in files and "style.css" in files
         for key, body in files.items():
             status, _, data = app.request(url_path(key))

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from wwwtest_util import (
-    APPLIANCE,
     RunningWww,
+    baked_site,
     ca_file,
     curl,
     free_port,
@@ -23,7 +23,6 @@ from wwwtest_util import (
 )
 
 pytestmark = pytest.mark.tool("curl", "openssl")
-SITE = APPLIANCE / "data" / "site"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def h2app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWww]:
 
 def test_every_file_over_http2_both_ways(h2app: RunningWww) -> None:
     port = h2app.tls_port  # type: ignore[attr-defined]
-    for key, body in site_files(SITE).items():
+    for key, body in site_files(baked_site()).items():
         for how, url in ((["--http2", "--cacert", ca_file()],
                           f"https://localhost:{port}{url_path(key)}"),
                          (["--http2-prior-knowledge"], h2app.url(url_path(key)))):

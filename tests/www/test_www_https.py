@@ -21,6 +21,7 @@ from wwwtest_util import (
     PYTHON,
     ROOT,
     RunningWww,
+    baked_site,
     ca_file,
     curl,
     free_port,
@@ -49,7 +50,7 @@ def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWww]:
 
 def test_every_file_over_https_with_curl(https: RunningWww) -> None:
     port = https.tls_port  # type: ignore[attr-defined]
-    for key, body in site_files(APPLIANCE / "data" / "site").items():
+    for key, body in site_files(baked_site()).items():
         for extra in ((), ("--compressed",)):
             out = curl("--http1.1", "--cacert", ca_file(), *extra,
                        f"https://localhost:{port}{url_path(key)}")
@@ -77,7 +78,7 @@ def test_openssl_s_client_alpn_and_both_versions(https: RunningWww, version: str
     assert f"Protocol  : {shown}" in text or f", {shown}," in text, text
     assert "ALPN protocol: http/1.1" in text, text
     assert "HTTP/1.1 200 OK" in text
-    body = (APPLIANCE / "data" / "site" / "index.html").read_bytes()
+    body = (baked_site() / "index.html").read_bytes()
     assert body.decode("latin-1") in text
 
 
@@ -165,7 +166,7 @@ def test_the_plain_listener_redirects_to_https(tmp_path: Path) -> None:
         assert head.startswith("HTTP/1.1 308 Permanent Redirect"), head
         assert f"Location: https://localhost:{tls_port}/index.html?x=1\r\n" in head
         followed = curl("-L", "--cacert", ca_file(), f"http://localhost:{app.port}/")
-        body = (APPLIANCE / "data" / "site" / "index.html").read_bytes()
+        body = (baked_site() / "index.html").read_bytes()
         assert followed.returncode == 0 and followed.stdout == body
 
 

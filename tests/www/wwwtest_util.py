@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,6 @@ from appliance_util import (  # noqa: F401 -- re-exported for the tests
 )
 
 APPLIANCE = ROOT / "appliances" / "www"
-BAKED_SITE = APPLIANCE / "data" / "site"
 LOADED = 1_700_000_000  # the load time of make_server()'s site (Tue, 14 Nov 2023 22:13:20 GMT)
 LOADED_DATE = "Tue, 14 Nov 2023 22:13:20 GMT"
 NOW = 1_700_000_100.0
@@ -133,6 +134,17 @@ def site_files(root: Path) -> dict[str, bytes]:
         rel = path.relative_to(root).as_posix()
         if path.is_file() and not any(p.startswith(".") for p in rel.split("/")):
             out[rel] = path.read_bytes()
+    return out
+
+
+@functools.cache
+def baked_site() -> Path:
+    """The default site as the build bakes it (``fata_www.render``), rendered once into a
+    temporary directory (the same bytes: rendering is deterministic)."""
+    from fata_www.render import render
+
+    out = Path(tempfile.mkdtemp(prefix="fata-www-baked-"))
+    render(out)
     return out
 
 

@@ -1,7 +1,8 @@
 """Small self-contained checks of the www appliance that a fork (``fata new``) carries along.
 
-They use only the baked site in ``data/site/`` and the engine (no network, no peers); the
-full suite, with curl and the running appliance, lives in the project's ``tests/www/``.
+They use only the default site as the build renders it (``fata_www.render``) and the engine
+(no network, no peers); the full suite, with curl and the running appliance, lives in the
+project's ``tests/www/``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from fata.platform.kv_dir import DirectoryKV  # noqa: E402
 
 from fata_www.engine import HttpConnection, HttpServer  # noqa: E402
 from fata_www.paths import encode  # noqa: E402
+from fata_www.render import render  # noqa: E402
 from fata_www.responses import Responses  # noqa: E402
 from fata_www.site import load_site  # noqa: E402
-
-SITE = HERE / "data" / "site"
 
 
 def _ask(server: HttpServer, target: bytes) -> tuple[bytes, bytes]:
@@ -32,8 +32,9 @@ def _ask(server: HttpServer, target: bytes) -> tuple[bytes, bytes]:
     return head, body
 
 
-def test_every_baked_file_is_served_whole() -> None:
-    site = load_site(DirectoryKV(SITE), "", 1_700_000_000)
+def test_every_baked_file_is_served_whole(tmp_path: Path) -> None:
+    render(tmp_path)
+    site = load_site(DirectoryKV(tmp_path), "", 1_700_000_000)
     server = HttpServer(Responses(site))
     assert "/index.html" in site.resources
     for path, resource in site.resources.items():

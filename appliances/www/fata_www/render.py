@@ -1,15 +1,22 @@
-"""Render Fata's README and docs into the default site, ``data/site/``.
+"""The default site, made at build time: Fata's README and docs rendered to HTML.
 
-    .venv/bin/python appliances/www/render_site.py
+``fata build`` calls :func:`generate` (``kv_ro("data/site", generate=...)`` in
+``config.py``) and bakes what it writes; nothing rendered is committed, so the pages are
+never stale.  To look at them without building:
 
-The image builder has no hook that runs code at build time, so the rendered pages are
-committed and this script re-makes them: run it after editing README.md, docs/*.md or an
-appliance's README.md.  The output depends only on those files (no dates, sorted order),
-so running it twice changes nothing.
+    .venv/bin/python -m fata_www.render /tmp/site
 
 Pages: ``README.md`` -> ``index.html``, ``docs/NAME.md`` -> ``docs/NAME.html``,
-``appliances/NAME/README.md`` -> ``appliances/NAME/index.html``; links between them are
-rewritten to the rendered pages; ``style.css`` and ``404.html`` complete the site.
+``appliances/NAME/README.md`` -> ``appliances/NAME/index.html``, from the repository this
+appliance sits in (``appliances/<name>/`` of it); an appliance elsewhere (a fork made with
+``fata new`` outside the repository) renders its own README.md as ``index.html``.  Links
+between the pages are rewritten to the rendered pages; ``style.css`` and ``404.html``
+complete the site, and every compressible page gets ``.br`` and ``.gz`` siblings
+(``fata_www.responses`` serves them as its variants).  The output depends only on the
+Markdown (no dates, sorted order), so two builds give the same bytes.
+
+This module runs only at build time: the appliance never imports it, so neither it nor
+markdown-it-py is in the image.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-OUT = HERE / "data" / "site"
+from fata_www.responses import CODINGS, COMPRESSIBLE, GZIP_MIN, SUFFIXES, compress
+from fata_www.site import content_type
+
+APPLIANCE = Path(__file__).resolve().parents[1]
 
 STYLE = """\
 :root { color-scheme: light dark; --fg: #1d1f21; --bg: #fdfdfc; --muted: #5c6166;
@@ -67,12 +75,24 @@ PAGE = """\
 """
 
 
-def sources() -> dict[str, Path]:
+def repository(appliance: Path = APPLIANCE) -> Path | None:
+    """The Fata repository the appliance is part of (``appliances/<name>/`` of it)."""
+    root = appliance.parents[1]
+    if appliance.parent.name == "appliances" and (root / "README.md").is_file():
+        return root
+    return None
+
+
+def sources(appliance: Path = APPLIANCE) -> dict[str, Path]:
     """Output path (relative to the site) -> Markdown file, in a fixed order."""
-    out = {"index.html": ROOT / "README.md"}
-    for doc in sorted((ROOT / "docs").glob("*.md")):
+    root = repository(appliance)
+    if root is None:
+        readme = appliance / "README.md"
+        return {"index.html": readme} if readme.is_file() else {}
+    out = {"index.html": root / "README.md"}
+    for doc in sorted((root / "docs").glob("*.md")):
         out[f"docs/{doc.stem}.html"] = doc
-    for readme in sorted((ROOT / "appliances").glob("*/README.md")):
+    for readme in sorted((root / "appliances").glob("*/README.md")):
         out[f"appliances/{readme.parent.name}/index.html"] = readme
     return out
 
@@ -122,24 +142,48 @@ def nav_items(pages: dict[str, Path]) -> list[tuple[str, str]]:
     return items
 
 
-def render(out_dir: Path = OUT) -> list[Path]:
-    """Write the site into ``out_dir``; return the files written."""
+def render(out_dir: Path, appliance: Path = APPLIANCE) -> list[Path]:
+    """Write the site into ``out_dir``; return the files written (siblings included)."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    pages = sources()
+    pages = sources(appliance)
     written = []
     files = {out: render_page(md, out, src, pages) for out, src in pages.items()}
     files["style.css"] = STYLE
     files["404.html"] = PAGE.format(
         title="Not found", root="/", nav='<a href="/">Fata</a>',
         body="<h1>Not found</h1>\n<p>There is no page at this address.</p>\n")
+    if "index.html" not in files:
+        files["index.html"] = PAGE.format(title="Fata", root="", nav="", body="<h1>Fata</h1>\n")
     for rel, content in files.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        data = content.encode("utf-8")
+        path.write_bytes(data)
         written.append(path)
+        written += precompress(path, data)
     return written
 
 
+def precompress(path: Path, data: bytes) -> list[Path]:
+    """``path.br`` and ``path.gz`` for a compressible file, each if a tenth smaller."""
+    if len(data) < GZIP_MIN or not content_type(path.name).startswith(COMPRESSIBLE):
+        return []
+    out = []
+    for coding in CODINGS:
+        packed = compress(coding, data)
+        if len(packed) <= len(data) * 0.9:
+            sibling = path.with_name(path.name + SUFFIXES[coding])
+            sibling.write_bytes(packed)
+            out.append(sibling)
+    return out
+
+
+def generate(out: Path, epoch: int) -> None:
+    """The build hook: the site into ``out`` (the epoch is unused: pages carry no date)."""
+    del epoch
+    render(out)
+
+
 if __name__ == "__main__":
-    for path in render(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT):
-        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    for written in render(Path(sys.argv[1])):
+        print(written)
