@@ -10,8 +10,10 @@ DEBIAN_TOOLS := dnsutils knot-dnsutils bind9 nsd knot dnsperf netcat-openbsd ope
                 iproute2 util-linux iputils-ping procps dnsmasq-base ethtool binutils \
                 wrk nginx-light nghttp2-client
 DNS_PORT ?= 5353
+WWW_PORT ?= 8080
+WWW_TLS_PORT ?= 8443
 
-.PHONY: setup run test tools lint images clean
+.PHONY: setup run run-www test tools lint images clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +43,19 @@ run: setup
 	  echo "  dig @127.0.0.1 -p $(DNS_PORT) www.example.org A" && \
 	  echo "Ctrl-C stops it." && \
 	  exec $(BIN)/fata run $$image -- --listen 127.0.0.1 --port $(DNS_PORT)
+
+# The www appliance over HTTP, HTTPS and HTTP/2, with the development certificate.
+run-www: setup
+	@image=$$($(BIN)/fata build appliances/www | tail -n 1) && \
+	  ca=$${XDG_STATE_HOME:-$$HOME/.local/state}/fata/www-devcert/ca.pem && \
+	  echo "built $$image" && \
+	  echo "www appliance on http://127.0.0.1:$(WWW_PORT)/ and https://localhost:$(WWW_TLS_PORT)/; try:" && \
+	  echo "  curl http://127.0.0.1:$(WWW_PORT)/" && \
+	  echo "  curl --http2 --cacert $$ca https://localhost:$(WWW_TLS_PORT)/" && \
+	  echo "(the development certificate is signed by that CA, made for your user at build time)" && \
+	  echo "Ctrl-C stops it." && \
+	  exec $(BIN)/fata run $$image -- --listen 127.0.0.1 --port $(WWW_PORT) --tls \
+	    --tls-port $(WWW_TLS_PORT)
 
 tools:
 	@if [ "$$(id -u)" = 0 ]; then \
