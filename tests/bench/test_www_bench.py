@@ -94,26 +94,59 @@ def test_socket_errors_and_missing_summary_make_the_run_wrong(wrk) -> None:
     assert not wrk.parse("garbage").ok
 
 
+H2LOAD = """\
+finished in 2.00s, 10215.50 req/s, 10.70MB/s
+requests: 20431 total, 20931 started, 20431 done, 20431 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 20431 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 21.40MB (22440000) total, 399.04KB (408620) headers (space savings 91.06%)
+                     min         max         mean         sd        +/- sd
+time for request:     1.37ms     98.24ms     48.41ms      7.55ms    92.61%
+"""
+
+
+@pytest.fixture(scope="module")
+def h2load(harness: ModuleType) -> ModuleType:
+    harness._bootstrap()
+    return importlib.import_module(f"{harness.PACKAGE}.h2load")
+
+
+def test_parse_h2load_report(h2load) -> None:
+    result = h2load.parse(H2LOAD)
+    assert result.ok and result.requests == 20431
+    assert result.requests_per_s == pytest.approx(10215.5)
+    assert result.transfer_per_s == pytest.approx(10.70 * 1024**2)
+    assert result.latency_ms == pytest.approx({"mean": 48.41})
+    bad = h2load.parse(H2LOAD.replace("0 failed, 0 errored", "3 failed, 1 errored")
+                       .replace("0 4xx", "7 4xx"))
+    assert not bad.ok and len(bad.problems) == 2
+    assert not h2load.parse("garbage").ok
+
+
 def test_bad_options_exit_2(harness) -> None:
     assert harness.main(["--rounds", "0"]) == 2
     assert harness.main(["--no-such-option"]) == 2
+    assert harness.main(["--modes", "http,spdy"]) == 2
 
 
 @pytest.mark.slow
-@pytest.mark.tool("wrk", "nginx", "taskset")
+@pytest.mark.tool("wrk", "nginx", "taskset", "h2load", "curl")
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 def test_quick_run_measures_fata_and_nginx(harness, tmp_path, capsys) -> None:
     status = harness.main(["--quick", "--out", str(tmp_path)])
     printed = capsys.readouterr()
     record = json.loads((tmp_path / "www-bench.json").read_text())
-    rows = {row["server"]: row for row in record["results"]}
-    assert set(rows) == {"fata", "nginx"}
+    rows = {(row["server"], row["mode"]): row for row in record["results"]}
+    modes = ["http", "https", "h2", "conn"]
+    assert set(rows) == {(s, m) for s in ("fata", "nginx") for m in modes}
     for key, row in rows.items():
         assert row["size"] == 1024, key
         assert row["requests_per_s"] is not None and row["requests_per_s"] > 0, (key, row)
         assert row["correct"] is True, (key, row["problems"])
-    assert rows["nginx"]["fata_ratio"] is not None and rows["nginx"]["fata_ratio"] > 0
+    for mode in modes:
+        ratio = rows[("nginx", mode)]["fata_ratio"]
+        assert ratio is not None and ratio > 0, mode
     assert record["config"]["sizes"] == [1024] and record["config"]["duration_s"] == 2.0
+    assert record["config"]["modes"] == modes
     assert record["config"]["server_core"] != record["config"]["load_core"]
     assert "Fata" in (tmp_path / "www-bench.txt").read_text()
     assert status == 0, printed.err

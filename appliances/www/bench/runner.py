@@ -14,10 +14,16 @@ from typing import Any
 
 from fata.bench import report
 
-from . import check, servers, site, wrk
+from . import check, h2load, servers, site, wrk
 from .servers import process
 
 DEFAULT_OUT = Path("bench-results") / "www"
+MODES = {
+    "http": "HTTP/1.1",  # wrk, keep-alive
+    "https": "HTTPS 1.1",  # wrk over TLS (1.3), keep-alive
+    "h2": "HTTP/2 TLS",  # h2load over TLS, ALPN h2, 10 streams per connection
+    "conn": "new conn",  # wrk, Connection: close: one request per connection
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,8 +47,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--core", type=int, default=None,
                    help="CPU for the server (wrk gets another); default the first allowed")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the record goes")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help="comma-separated, of: http (keep-alive), https (TLS 1.3 keep-alive), "
+                        "h2 (HTTP/2 over TLS, h2load), conn (one request per connection)")
     p.add_argument("--start-timeout", type=float, default=30.0)
     args = p.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes:
+        raise _BadOptions(f"--modes: unknown {unknown or 'empty'}; choose from {list(MODES)}")
     if args.quick:
         args.rounds, args.duration, args.sizes = 1, 2.0, (site.SIZES[0],)
     else:
@@ -58,6 +71,8 @@ class Row:
 
     server: str
     name: str
+    mode: str
+    mode_label: str
     size: int
     size_label: str
     rounds_rps: list[float] = field(default_factory=list)
@@ -81,13 +96,44 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _load_argv(mode: str, port: int, tls_port: int, path: str, args: argparse.Namespace
+               ) -> list[str]:
+    """The load generator's command for one mode and file (not yet pinned)."""
+    if mode == "h2":
+        return h2load.command(f"https://127.0.0.1:{tls_port}{path}", duration=args.duration,
+                              connections=args.connections)
+    url = (f"https://127.0.0.1:{tls_port}{path}" if mode == "https"
+           else f"http://127.0.0.1:{port}{path}")
+    argv = wrk.command(url, duration=args.duration, connections=args.connections)
+    if mode == "conn":
+        argv[1:1] = ["-H", "Connection: close"]
+    return argv
+
+
+def _check(args: argparse.Namespace, port: int, tls: servers.TLS | None, ca: Path,
+           files: list[site.SiteFile]) -> list[str]:
+    """Every file checked on every listener the chosen modes time."""
+    problems = check.check_files("127.0.0.1", port, files)
+    if tls is not None and "https" in args.modes:
+        problems += [f"HTTPS {p}" for p in check.check_files("127.0.0.1", tls.port, files,
+                                                            ca=ca)]
+    if tls is not None and "h2" in args.modes:
+        problems += [f"HTTP/2 {p}" for p in check.check_files_h2("127.0.0.1", tls.port, files,
+                                                                ca)]
+    return problems
+
+
 def _one_server(key: str, args: argparse.Namespace, files: list[site.SiteFile], site_dir: Path,
-                work: Path, load_core: int, rows: dict[tuple[str, int], Row]) -> None:
-    """Start ``key``, check it, run wrk at every size, stop it; results go into ``rows``."""
+                work: Path, load_core: int, rows: dict[tuple[str, str, int], Row],
+                cert: tuple[Path, Path, Path]) -> None:
+    """Start ``key``, check it, run the load at every mode and size, stop it; results go
+    into ``rows``."""
     port = process.free_port()
-    spec = (servers.fata(site_dir, port) if key == "fata"
-            else servers.nginx(site_dir, port, work))
-    mine = [rows[(key, f.size)] for f in files]
+    tls = (servers.TLS(process.free_port(), cert[0], cert[1])
+           if {"https", "h2"} & set(args.modes) else None)
+    spec = (servers.fata(site_dir, port, tls) if key == "fata"
+            else servers.nginx(site_dir, port, work, tls))
+    mine = [rows[(key, m, f.size)] for m in args.modes for f in files]
     if spec.argv is None:
         for row in mine:
             row.status = spec.missing or "not available"
@@ -104,17 +150,18 @@ def _one_server(key: str, args: argparse.Namespace, files: list[site.SiteFile], 
                 row.problems.append(str(exc))
             return
         process.repin(running.pid, args.core)
-        problems = check.check_files("127.0.0.1", port, files)
+        problems = _check(args, port, tls, cert[2], files)
         if problems:
             for row in mine:
                 row.status, row.correct = "wrong answers", False
                 row.problems.extend(problems)
             return
-        for f, row in zip(files, mine, strict=True):
-            argv = process.pinned(
-                wrk.command(f"http://127.0.0.1:{port}{f.path}", duration=args.duration,
-                            connections=args.connections), load_core)
-            result = wrk.run(argv, timeout=args.duration + 30)
+        for row in mine:
+            f = next(f for f in files if f.size == row.size)
+            argv = process.pinned(_load_argv(row.mode, port, tls.port if tls else 0, f.path,
+                                             args), load_core)
+            tool = h2load if row.mode == "h2" else wrk
+            result = tool.run(argv, timeout=args.duration + 30)
             if not result.ok:
                 row.correct, row.status = False, "wrong answers"
                 row.problems.extend(result.problems)
@@ -139,14 +186,16 @@ def _finish(rows: list[Row]) -> None:
         row.transfer_mb_s = _median(row._transfer)
         row.p50_ms = _median(row._p50)
         row.p99_ms = _median(row._p99)
-    fata = {r.size: r for r in rows if r.server == "fata"}
+    fata = {(r.mode, r.size): r for r in rows if r.server == "fata"}
     for row in rows:
-        if row.server != "fata" and row.size in fata:
-            row.fata_ratio = report.ratio(fata[row.size].requests_per_s, row.requests_per_s)
+        if row.server != "fata" and (row.mode, row.size) in fata:
+            row.fata_ratio = report.ratio(fata[(row.mode, row.size)].requests_per_s,
+                                          row.requests_per_s)
 
 
 COLUMNS = [
     report.Column("name", "Server", align="left"),
+    report.Column("mode_label", "Mode", align="left"),
     report.Column("size_label", "File"),
     report.Column("requests_per_s", "Requests/s", "{:,.0f}"),
     report.Column("transfer_mb_s", "MB/s", "{:,.1f}"),
@@ -164,9 +213,12 @@ def main(argv: list[str]) -> int:
     except _BadOptions as exc:
         print(f"fata bench www: {exc}", file=sys.stderr)
         return 2
-    if shutil.which("wrk") is None:
-        print("fata bench www: wrk is not installed (apt-get install wrk)", file=sys.stderr)
-        return 1
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client"), ("curl", "curl")):
+        needed = tool == "wrk" or (tool in ("h2load", "curl") and "h2" in args.modes)
+        if needed and shutil.which(tool) is None:
+            print(f"fata bench www: {tool} is not installed (apt-get install {package})",
+                  file=sys.stderr)
+            return 1
     if shutil.which("taskset") is None:
         print("fata bench www: taskset is not installed (util-linux)", file=sys.stderr)
         return 1
@@ -182,26 +234,30 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="fata-www-bench-") as tmp:
         work = Path(tmp)
         files = site.write_site(work / "site", tuple(args.sizes))
-        rows = {(k, f.size): Row(k, servers.NAMES[k], f.size, site.label(f.size))
-                for k in keys for f in files}
+        cert = servers.make_certificate(work / "tls")
+        rows = {(k, m, f.size): Row(k, servers.NAMES[k], m, MODES[m], f.size,
+                                    site.label(f.size))
+                for k in keys for m in args.modes for f in files}
         started = time.time()
         for n in range(args.rounds):
             order = keys if n % 2 == 0 else keys[::-1]  # interleaved, alternating first
             for key in order:
-                _one_server(key, args, files, work / "site", work, load_core, rows)
+                _one_server(key, args, files, work / "site", work, load_core, rows, cert)
         elapsed = time.time() - started
     ordered = list(rows.values())
     _finish(ordered)
-    title = (f"fata bench www: wrk -t1 -c{args.connections} -d{args.duration:g}s, "
-             f"median of {args.rounds} round(s), server on CPU {args.core}, wrk on {load_core}")
+    title = (f"fata bench www: wrk -t1 -c{args.connections} / h2load -t1 -c{args.connections} "
+             f"-m10, {args.duration:g} s each, median of {args.rounds} round(s), server on "
+             f"CPU {args.core}, load on {load_core}")
     report.print_table([r.record() for r in ordered], COLUMNS, title)
     for row in ordered:
         for problem in row.problems[:5]:
-            print(f"  {row.name} {row.size_label}: {problem}", file=sys.stderr)
+            print(f"  {row.name} {row.mode_label} {row.size_label}: {problem}", file=sys.stderr)
     payload = {
         "benchmark": "www",
         "config": {"rounds": args.rounds, "duration_s": args.duration,
                    "connections": args.connections, "sizes": list(args.sizes),
+                   "modes": list(args.modes),
                    "server_core": args.core, "load_core": load_core, "elapsed_s": elapsed},
         "results": [r.record() for r in ordered],
     }

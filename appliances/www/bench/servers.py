@@ -37,6 +37,27 @@ process = _load_process()
 NAMES = {"fata": "Fata", "nginx": "nginx"}
 
 
+@dataclass(frozen=True)
+class TLS:
+    """The HTTPS side of a server: its port and the certificate files both servers use."""
+
+    port: int
+    cert: Path
+    key: Path
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A P-256 certificate for localhost and 127.0.0.1 signed by a fresh CA, in
+    ``directory``: (certificate, key, CA) paths.  The www appliance's development
+    certificate code makes it, so both servers serve the same kind of key."""
+    if str(WWW) not in sys.path:
+        sys.path.insert(0, str(WWW))
+    from fata_www import devcert
+
+    devcert.ensure(directory)
+    return directory / devcert.CERT_FILE, directory / devcert.KEY_FILE, directory / "ca.pem"
+
+
 @dataclass
 class Server:
     """How to start one server: its command line, or why it cannot be started."""
@@ -47,7 +68,7 @@ class Server:
     env: dict[str, str] | None = None
 
 
-def fata(site: Path, port: int) -> Server:
+def fata(site: Path, port: int, tls: TLS | None = None) -> Server:
     """The Fata www appliance, run from source with this interpreter."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -55,6 +76,9 @@ def fata(site: Path, port: int) -> Server:
     )
     argv = [sys.executable, "-m", "fata", "run", str(WWW), "--",
             "--listen", "127.0.0.1", "--port", str(port), "--site", str(site)]
+    if tls is not None:
+        argv += ["--tls-port", str(tls.port), "--tls-cert", str(tls.cert),
+                 "--tls-key", str(tls.key)]
     return Server("fata", argv, env=env)
 
 
@@ -64,8 +88,9 @@ def nginx_binary() -> str | None:
     )
 
 
-def nginx_config(site: Path, port: int, work: Path) -> str:
-    """An nginx configuration tuned for static files, everything it writes under ``work``."""
+def nginx_config(site: Path, port: int, work: Path, tls: TLS | None = None) -> str:
+    """An nginx configuration tuned for static files, everything it writes under ``work``;
+    with ``tls``, an HTTPS listener too (TLS 1.3 and 1.2, session tickets, HTTP/2)."""
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "\n".join(
         f"    {kind}_temp_path {work / ('nginx-' + kind)};"
@@ -91,17 +116,32 @@ http {{
         listen 127.0.0.1:{port};
         root {site};
     }}
-}}
+{_nginx_tls(site, tls)}}}
 """
 
 
-def nginx(site: Path, port: int, work: Path) -> Server:
+def _nginx_tls(site: Path, tls: TLS | None) -> str:
+    if tls is None:
+        return ""
+    return f"""    server {{
+        listen 127.0.0.1:{tls.port} ssl http2;
+        ssl_certificate {tls.cert};
+        ssl_certificate_key {tls.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:fata_bench:10m;
+        ssl_session_tickets on;
+        root {site};
+    }}
+"""
+
+
+def nginx(site: Path, port: int, work: Path, tls: TLS | None = None) -> Server:
     """Debian's nginx in the foreground with one worker."""
     binary = nginx_binary()
     if binary is None:
         return Server("nginx", None, missing="nginx not installed (apt-get install nginx-light)")
     conf = work / "nginx.conf"
-    conf.write_text(nginx_config(site, port, work))
+    conf.write_text(nginx_config(site, port, work, tls))
     argv = [binary, "-p", str(work), "-e", str(work / "nginx-error.log"),
             "-c", str(conf), "-g", "daemon off;"]
     return Server("nginx", argv)
