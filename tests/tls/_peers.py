@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from fata.platform.socket_stack import SocketFlow
+from fata.platform.socket_stack import connect_flow
 from fata.tls import TLSConfig
 from fata.tls.events import SessionTicket
 from fata.tls.flow import TLSFlow, connect
@@ -14,8 +13,8 @@ from fata.tls.flow import TLSFlow, connect
 async def open_tls(
     port: int, config: TLSConfig, name: str = "localhost", session: SessionTicket | None = None
 ) -> TLSFlow:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    return await connect(SocketFlow(r, w), config, name, session=session, clock=time.time)
+    flow = await connect_flow("127.0.0.1", port)
+    return await connect(flow, config, name, session=session, clock=time.time)
 
 
 async def http_get(tls: TLSFlow, path: str = "/") -> bytes:

@@ -18,6 +18,8 @@ import asyncio
 import ipaddress
 import socket
 import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from fata.devices import (
@@ -202,66 +204,189 @@ class SocketUdpEndpoint(UdpEndpoint):
         self._sock.close()
 
 
-class SocketFlow(Flow):
-    """A TCP connection over asyncio streams."""
+READ_LIMIT = 1 << 18  # bytes received and not yet read before the socket stops being read
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 owner: set[SocketFlow] | None = None) -> None:
+
+class SocketFlow(Flow, asyncio.Protocol):
+    """A TCP connection: an asyncio protocol that is its own ``Flow``.
+
+    Not asyncio's streams: received chunks are queued as they came and handed out whole
+    (no copy into a buffer and out again), and a write goes straight to the transport and
+    waits only while the transport says its buffer is full (``pause_writing``), so a
+    request and its answer cost two callbacks and no extra task or future on the way.
+    Reading stops while :data:`READ_LIMIT` bytes wait unread (the peer then waits on TCP's
+    window), and resumes when the appliance has read half of them."""
+
+    def __init__(self, *, owner: set[SocketFlow] | None = None,
+                 on_connect: Callable[[SocketFlow], None] | None = None) -> None:
         self._owner = owner  # the stack's set of flows to close, left when this one ends
-        self._reader = reader
-        self._writer = writer
+        self._on_connect = on_connect
+        self._transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._eof = False  # no more bytes will arrive
+        self._lost = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._gone: asyncio.Future[None] | None = None
         self._shut = False  # our side is done sending (shutdown or close)
         self._closed = False
-        self.local = _address(writer.get_extra_info("sockname"))
-        self.peer = _address(writer.get_extra_info("peername"))
+        self.local: Address = _address(("0.0.0.0", 0))
+        self.peer: Address = _address(("0.0.0.0", 0))
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self.local = _address(transport.get_extra_info("sockname"))
+        self.peer = _address(transport.get_extra_info("peername"))
+        if self._owner is not None:
+            self._owner.add(self)
+        if self._on_connect is not None:
+            self._on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep the transport: our side may still write (half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._lost = True
+        if self._owner is not None:
+            self._owner.discard(self)
+        self._wake()
+        for future in (self._drain, self._gone):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- Flow ---------------------------------------------------------------------------
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Next bytes, ``b""`` at end of stream (a reset, or our close, also reads as the end)."""
+        chunks = self._chunks
+        while not chunks:
+            if self._eof or self._closed:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self._closed:
             return b""
-        try:
-            return await self._reader.read(max_bytes)
-        except ConnectionError:
-            return b""
+        chunk = chunks.popleft()
+        if len(chunk) > max_bytes:
+            chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        self._buffered -= len(chunk)
+        if self._reading_paused and self._buffered <= READ_LIMIT // 2 and not self._lost:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+        return chunk
 
     async def write(self, data: bytes) -> None:
-        """Write and wait for the buffer to drain below its high-water mark."""
+        """Write, and wait while the transport's buffer is above its high-water mark."""
         if self._shut:
             raise BrokenPipeError("write after shutdown or close")
-        if self._writer.is_closing():
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
             raise ConnectionResetError("connection reset")
-        self._writer.write(data)
-        await self._writer.drain()
+        transport.write(data)
+        while self._write_paused and not self._lost:
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+        if self._lost:
+            raise ConnectionResetError("connection reset")
 
     async def shutdown(self) -> None:
         """Send FIN after pending data (``shutdown(SHUT_WR)``); reading goes on."""
         if self._shut:
             return
         self._shut = True
-        if not self._writer.is_closing():
-            with suppress(ConnectionError):
-                self._writer.write_eof()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            with suppress(ConnectionError, OSError):
+                transport.write_eof()
 
     async def close(self) -> None:
         """Send FIN after pending data and stop reading (unread or later data: RST)."""
         self._shut = self._closed = True
         if self._owner is not None:
             self._owner.discard(self)
-        if not self._writer.is_closing():
-            self._writer.close()
-        with suppress(Exception):
-            await self._writer.wait_closed()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        if not transport.is_closing():
+            transport.close()
+        if not self._lost:
+            self._gone = asyncio.get_running_loop().create_future()
+            with suppress(Exception):
+                await self._gone
 
     def abort(self) -> None:
         """Reset the connection."""
         self._shut = self._closed = True
         if self._owner is not None:
             self._owner.discard(self)
-        sock = self._writer.get_extra_info("socket")
+        transport = self._transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
         if sock is not None:  # linger 0: the close is a RST, not a FIN
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        self._writer.transport.abort()
+        transport.abort()
+
+
+async def connect_flow(host: str, port: int, *, timeout: float | None = None,
+                       owner: set[SocketFlow] | None = None) -> SocketFlow:
+    """A connected :class:`SocketFlow` to ``host:port`` (OSError if it cannot be made)."""
+    loop = asyncio.get_running_loop()
+    _, flow = await asyncio.wait_for(loop.create_connection(
+        lambda: SocketFlow(owner=owner), host, port), timeout)
+    return flow
+
+
+async def start_flow_server(handler: Callable[[SocketFlow], Awaitable[None]],
+                            sock: socket.socket, *, backlog: int = 128,
+                            owner: set[SocketFlow] | None = None) -> asyncio.Server:
+    """Accept on the bound ``sock``; each connection runs ``handler(flow)`` in a task of
+    its own (kept referenced until it ends)."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task] = set()
+
+    def connected(flow: SocketFlow) -> None:
+        task = loop.create_task(handler(flow))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return await loop.create_server(
+        lambda: SocketFlow(owner=owner, on_connect=connected), sock=sock, backlog=backlog)
 
 
 class SocketTcpListener(TcpListener):
@@ -317,14 +442,13 @@ class SocketStack(Stack):
 
     async def tcp_listen(self, addr: AddressLike | None, port: int, handler: FlowHandler, *,
                          backlog: int = 128) -> TcpListener:
-        """Listen with asyncio streams; a handler that raises aborts its connection only."""
+        """Listen with :class:`SocketFlow` protocols; a handler that raises aborts its
+        connection only."""
         console = self._console
 
         traced: FlowHandler = handler  # wrapped for tracing once the port is bound
 
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            flow = SocketFlow(reader, writer, owner=self._flows)
-            self._flows.add(flow)
+        async def on_connect(flow: SocketFlow) -> None:
             await serve_flow(traced, flow, lambda exc: console.error(flow_failure(flow, exc)))
 
         ip = bind_address(addr)
@@ -335,7 +459,9 @@ class SocketStack(Stack):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((str(ip), port))
             traced = trace.wrap_flow_handler(handler, f"tcp:{sock.getsockname()[1]}")
-            server = await asyncio.start_server(on_connect, sock=sock, backlog=backlog)
+            sock.setblocking(False)
+            server = await start_flow_server(on_connect, sock, backlog=backlog,
+                                             owner=self._flows)
         except OSError as exc:
             sock.close()
             raise from_os_error(exc, f"cannot listen on TCP {_text(ip, port)}") from None
@@ -348,12 +474,9 @@ class SocketStack(Stack):
         """Connect through the kernel."""
         ip = ip_address(addr)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(str(ip), port),
-                                                    timeout)
+            flow = await connect_flow(str(ip), port, timeout=timeout, owner=self._flows)
         except OSError as exc:
             raise from_os_error(exc, f"cannot connect to {_text(ip, port)}") from None
-        flow = SocketFlow(reader, writer, owner=self._flows)
-        self._flows.add(flow)
         return flow
 
     async def close(self) -> None:

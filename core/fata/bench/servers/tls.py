@@ -3,7 +3,7 @@
     python -m fata.bench.servers.tls --cert FILE --key FILE [--port N] [--echo]
 
 It answers ``GET /`` with an HTTP/1.0 200 page, or in echo mode returns what it reads.
-Host sockets come through ``fata.platform.socket_stack``'s ``Flow`` over asyncio streams; TLS
+Host sockets come through ``fata.platform.socket_stack``'s ``SocketFlow``; TLS
 is ``fata.tls``, given the Unix platform's random source and clock as an appliance would be
 given its ``Random`` and ``Clock`` devices.
 
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fata.platform.socket_stack import SocketFlow
+from fata.platform.socket_stack import SocketFlow, start_flow_server
 from fata.platform.unix import UnixClock, UnixRandom
 from fata.tls.certs import CertifiedKey
 from fata.tls.config import TLSConfig
@@ -47,15 +48,13 @@ def http_response(body: bytes) -> bytes:
 
 
 async def serve_connection(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
+    flow: SocketFlow,
     config: TLSConfig,
     clock: Callable[[], float],
     echo: bool,
     files: dict[str, bytes] | None = None,
     verbose: bool = False,
 ) -> None:
-    flow = SocketFlow(reader, writer)
     try:
         tls = await accept(flow, config, clock=clock)
         if echo:
@@ -129,10 +128,12 @@ async def run(args: argparse.Namespace) -> None:
     clock = UnixClock().time
     files = load_docroot(args.docroot)
 
-    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await serve_connection(r, w, config, clock, args.echo, files, args.verbose)
+    async def handler(flow: SocketFlow) -> None:
+        await serve_connection(flow, config, clock, args.echo, files, args.verbose)
 
-    server = await asyncio.start_server(handler, args.host, args.port, backlog=1024)
+    sock = socket.create_server((args.host, args.port), backlog=1024)
+    sock.setblocking(False)
+    server = await start_flow_server(handler, sock, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     print(f"listening on {args.host}:{port}", flush=True)
     async with server:
