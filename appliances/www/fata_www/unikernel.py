@@ -56,6 +56,54 @@ def clf_line(host: str, wall: float, entry: LogEntry) -> str:
     return f'{host} - - [{clf_time(wall)}] "{request}" {entry.status} {size}'
 
 
+class _ReadTimer:
+    """A connection's deadline on reads, armed lazily: one timer stays set while the
+    engine's deadline only moves later (each request moves the idle deadline), instead of a
+    new ``asyncio.timeout`` per read; when it fires during a read it cancels that read,
+    and the loop then asks the engine again.  It never interrupts a write (a slow reader
+    waits on ``Flow.write``'s backpressure, as before)."""
+
+    def __init__(self) -> None:
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed = float("inf")
+        self._task: asyncio.Task | None = None
+        self._reading = False
+        self._fired = False
+
+    def _fire(self) -> None:
+        self._handle, self._armed = None, float("inf")
+        if self._reading and self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    async def read(self, flow: Flow, deadline: float, remaining: float) -> bytes | None:
+        """``flow.read()``, or None if ``deadline`` (``remaining`` seconds away) came
+        first."""
+        if self._handle is None or self._armed > deadline:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = asyncio.get_running_loop().call_later(remaining, self._fire)
+            self._armed = deadline
+            self._task = asyncio.current_task()
+        self._reading = True
+        try:
+            return await flow.read()
+        except asyncio.CancelledError:
+            if not self._fired:
+                raise
+            self._fired = False
+            assert self._task is not None
+            self._task.uncancel()
+            return None
+        finally:
+            self._reading = False
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class WwwAppliance:
     """The running appliance: the shared server, its listener, reload and the connections."""
 
@@ -238,8 +286,17 @@ class WwwAppliance:
         else:
             conn = HttpConnection(server, accepted)
         sniffing = not h2 and bool(self.args.http2)
-        first = b""
         host = str(flow.peer[0])
+        timer = _ReadTimer()
+        try:
+            await self._loop(flow, server, conn, timer, sniffing, accepted, host)
+        finally:
+            timer.cancel()
+
+    async def _loop(self, flow: Flow, server: HttpServer, conn: HttpConnection | H2Connection,
+                    timer: _ReadTimer, sniffing: bool, accepted: float, host: str) -> None:
+        clock = self.clock
+        first = b""
         while not conn.closed:
             deadline = conn.next_deadline()
             assert deadline is not None
@@ -249,10 +306,8 @@ class WwwAppliance:
                 if conn.timed_out:
                     self.timeouts[conn.timed_out] += 1
                 continue
-            try:  # asyncio.timeout, not wait_for: no task per read on the hot path
-                async with asyncio.timeout(remaining):
-                    data = await flow.read()
-            except TimeoutError:
+            data = await timer.read(flow, deadline, remaining)
+            if data is None:
                 continue  # the deadline is checked on the engine's own terms
             if not data:
                 await self._write(flow, conn, conn.receive_eof(clock.monotonic(), clock.time()),
