@@ -304,9 +304,13 @@ class Appliance:
         keys: list[KeySpec] | tuple[KeySpec, ...] = (),
         include: list[str] | tuple[str, ...] = (),
         description: str = "",
+        loop: str = "asyncio",
     ) -> None:
         origin = _caller_origin()
         self.origin = origin
+        if loop not in LOOP_CHOICES:
+            raise ConfigError(f"loop {loop!r} is not one of {', '.join(LOOP_CHOICES)}", *origin)
+        self.loop = loop  # the default of the ``loop`` key (a TCP server may prefer uvloop)
         if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]*$", name):
             raise ConfigError(f"appliance name {name!r} must be lowercase letters, digits, - or _", *origin)
         if not isinstance(version, str) or not version:
@@ -373,7 +377,7 @@ class Appliance:
     def resolve_keys(self, given: dict[str, str]) -> dict[str, str]:
         """Configure-time key values: the given ones checked, defaults for the rest."""
         known: dict[str, KeySpec] = {k.name: k for k in self.keys}
-        known["loop"] = KeySpec("loop", LOOP_CHOICES, "asyncio", "event loop")
+        known["loop"] = KeySpec("loop", LOOP_CHOICES, self.loop, "event loop")
         if self.has_stack:
             known["net"] = KeySpec("net", NET_CHOICES, "socket", "network stack")
         for name, value in given.items():

@@ -47,6 +47,15 @@ def test_good_config_bakes_keys_devices_and_platform(tmp_path: Path) -> None:
     assert baked["args"][1]["default"] == []
 
 
+def test_an_appliance_chooses_its_default_loop(tmp_path: Path) -> None:
+    app = load(write(tmp_path, GOOD.replace('include=["json"],', 'include=["json"], loop="uvloop",')))
+    assert app.bake({})["keys"]["loop"] == "uvloop"
+    assert "fata.runtime.uvloop_loop" in app.bake({})["platform_modules"]
+    assert app.bake({"loop": "asyncio"})["keys"]["loop"] == "asyncio"
+    with pytest.raises(ConfigError, match="loop 'trio' is not one of asyncio, uvloop"):
+        load(write(tmp_path, GOOD.replace('include=["json"],', 'include=["json"], loop="trio",')))
+
+
 def test_unknown_key_and_bad_value_are_clear(tmp_path: Path) -> None:
     app = load(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no key 'colour'"):
