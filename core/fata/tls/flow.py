@@ -64,16 +64,32 @@ class TLSFlow(Flow):
         self.handshake: HandshakeComplete | None = None
         self.tickets: list[SessionTicket] = []
         self.key_updates_received = 0
-        self._write_lock = asyncio.Lock()
+        self._writing = False  # a flush is in flow.write (the others queue behind it)
+        self._flush_waiters: deque[asyncio.Future[None]] = deque()
 
     async def _flush(self) -> None:
         # Records carry sequence numbers: the engine's output must reach the flow in the
         # order it was produced, even when a reader task (answering a KeyUpdate) and a
-        # writer task flush at once and the flow's write waits for room.
-        async with self._write_lock:
-            data = self.conn.data_to_send()
-            if data:
-                await self.flow.write(data)
+        # writer task flush at once and the flow's write waits for room.  A flag and a
+        # queue of waiters, not an asyncio.Lock: the uncontended flush (every one, in
+        # practice) then costs no coroutine beyond the flow's write.
+        while self._writing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._flush_waiters.append(waiter)
+            await waiter
+        data = self.conn.data_to_send()
+        if not data:
+            return
+        self._writing = True
+        try:
+            await self.flow.write(data)
+        finally:
+            self._writing = False
+            while self._flush_waiters:
+                waiter = self._flush_waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
 
     def _absorb(self, events: list[Event]) -> None:
         for ev in events:
