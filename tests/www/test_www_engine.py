@@ -324,6 +324,11 @@ def test_malformed_requests_get_an_error_and_close(server, data: bytes) -> None:
 def test_connection_close_and_http10(server) -> None:
     r, conn = one(server, get("/style.css", "Connection: close"))
     assert r.status == 200 and r.header("connection") == "close" and conn.closed
+    assert conn.fast_answers == 1  # a plain request that ends the connection is still plain
+    slow, slow_conn = one(server, get("/style.css", "Connection: close", "X-Slow: 1"))
+    assert slow_conn.fast_answers == 0 and slow.headers == r.headers and slow.body == r.body
+    out, conn = exchange(server, get("/style.css", "Connection: close") + get("/"))
+    assert [r.status for r in parse_responses(out)] == [200] and conn.closed  # none after
     out, conn = exchange(server, b"GET /style.css HTTP/1.0\r\n\r\n")
     rs = parse_responses(out)
     assert [r.status for r in rs] == [200] and conn.closed

@@ -12,10 +12,11 @@ Each request at the head of the buffer takes one of two paths:
 - the *fast path*: a complete head whose request line is exactly ``GET`` or ``HEAD``, a
   target in the prepared table (``Responses.fast``, raw bytes, so no decoding) and
   ``HTTP/1.1``, with only ordinary headers (:data:`FAST_HEADERS`, valid values, exactly one
-  ``Host``, no body framing, no conditionals or ranges, ``Connection`` absent or
-  ``keep-alive``): a slice of the buffer, a dictionary lookup, and the prepared bytes (a
-  brotli or gzip variant's when the resource has one and ``Accept-Encoding`` prefers it, a
-  decision remembered per header value);
+  ``Host``, no body framing, no conditionals or ranges, ``Connection`` absent,
+  ``keep-alive`` or ``close``, the last answered with ``Connection: close`` and the end of
+  the connection, as h11 would): a slice of the buffer, a dictionary lookup, and the
+  prepared bytes (a brotli or gzip variant's when the resource has one and
+  ``Accept-Encoding`` prefers it, a decision remembered per header value);
 - everything else goes to a fresh ``h11.Connection`` with the bytes so far, which parses and
   frames that one request and its response (keep-alive, ``Connection: close``, HTTP/1.0,
   bodies, chunked encoding, every malformation h11 knows).  When its cycle ends, whatever
@@ -260,6 +261,7 @@ class HttpConnection:
         if prepared is None:
             return False
         hosts = 0
+        close = False
         accept_encoding: bytes | None = None
         if end > line_end:
             for field in bytes(buf[line_end + 2 : end]).split(b"\r\n"):
@@ -273,8 +275,12 @@ class HttpConnection:
                     if accept_encoding is not None:
                         return False  # a repeated one is joined by the slow path
                     accept_encoding = value
-                elif lname == b"connection" and value.strip().lower() != b"keep-alive":
-                    return False
+                elif lname == b"connection":
+                    option = value.strip().lower()
+                    if option == b"close":
+                        close = True
+                    elif option != b"keep-alive":
+                        return False
         if hosts != 1:
             return False
         head_bytes, body = prepared.head, prepared.body
@@ -284,6 +290,10 @@ class HttpConnection:
                 head_bytes, body = prepared.encoded[coding]
         del buf[: end + 4]
         date = self.server.date_line(wall)
+        if close:  # the answer says so, and nothing after this request is read
+            date += b"Connection: close\r\n"
+            buf.clear()
+            self.closed = True
         if head:
             out.append(head_bytes + date + b"\r\n")
         elif len(body) > JOIN_BODY:  # written after the head, not copied into one buffer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import socket
 import struct
@@ -59,9 +60,14 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 PEER_CACHE = 4096  # converted sender addresses kept per endpoint
 
 
+@functools.lru_cache(maxsize=PEER_CACHE)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ip_address(text)  # immutable: the few peers of a busy port are parsed once
+
+
 def _address(sockname: tuple) -> Address:
     """A socket module address (2- or 4-tuple) as the contract's ``(ip, port)``."""
-    return ip_address(sockname[0]), sockname[1]
+    return _ip(sockname[0]), sockname[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
