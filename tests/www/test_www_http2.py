@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from wwwtest_util import (
+    APPLIANCE_STACKS,
     RunningWww,
     baked_site,
     ca_file,
@@ -75,3 +76,20 @@ def test_no_http2_offers_only_http1(tmp_path) -> None:
         assert out.stdout == b"1.1"
         assert curl("--http1.1", "-o", "/dev/null", "-w", "%{http_code}",
                     app.url("/")).stdout == b"200"
+
+
+@pytest.mark.parametrize("net", APPLIANCE_STACKS)
+def test_https_and_http2_on_both_stacks(net: str, tmp_path) -> None:
+    """The same TLS and HTTP/2 over the host's TCP and over Fata's own (``--net direct``,
+    in a network namespace made for the test; the development certificate names
+    10.77.0.2)."""
+    tls_port = free_port()
+    body = (baked_site() / "index.html").read_bytes()
+    with www_on(net, ["--tls", "--tls-port", str(tls_port)], tmp_path) as app:
+        for how, url in ((["--http1.1"], f"https://{app.host}:{tls_port}/"),
+                         (["--http2"], f"https://{app.host}:{tls_port}/"),
+                         (["--http2-prior-knowledge"], app.url("/"))):
+            out = curl(*how, "--cacert", ca_file(), "-w", "\n%{http_version}", url)
+            got, _, version = out.stdout.rpartition(b"\n")
+            assert out.returncode == 0, (how, out.stderr)
+            assert got == body and version == (b"1.1" if how == ["--http1.1"] else b"2"), how
