@@ -149,4 +149,5 @@ def test_quick_run_measures_fata_and_nginx(harness, tmp_path, capsys) -> None:
     assert record["config"]["modes"] == modes
     assert record["config"]["server_core"] != record["config"]["load_core"]
     assert "Fata" in (tmp_path / "www-bench.txt").read_text()
+    assert (tmp_path / "www-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert status == 0, printed.err

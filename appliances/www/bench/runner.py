@@ -207,6 +207,25 @@ COLUMNS = [
 ]
 
 
+def write_chart(path: Path, rows: list[Row], args: argparse.Namespace, keys: list[str]
+                ) -> Path:
+    """A grouped bar chart: one group per mode and file size, one bar per server, with the
+    range over rounds as error bars."""
+    by_key = {(r.server, r.mode, r.size): r for r in rows}
+    cells = [(m, size) for m in args.modes for size in args.sizes]
+    labels = [f"{MODES[m]}\n{site.label(size)}" for m, size in cells]
+    series = {servers.NAMES[k]: [by_key[(k, m, size)].requests_per_s for m, size in cells]
+              for k in keys}
+    spread: dict[str, list[tuple[float, float] | None]] = {
+        servers.NAMES[k]: [(min(r.rounds_rps), max(r.rounds_rps)) if r.rounds_rps else None
+                           for r in (by_key[(k, m, size)] for m, size in cells)]
+        for k in keys}
+    return report.grouped_bar_chart(
+        path, labels, series, spread=spread,
+        title=f"www: requests/s, one pinned core (median of {args.rounds} round(s))",
+        ylabel="requests per second", xlabel="mode and file size")
+
+
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
@@ -265,6 +284,11 @@ def main(argv: list[str]) -> int:
     report.write_json(args.out / "www-bench.json", payload)
     (args.out / "www-bench.txt").write_text(
         report.render_table([r.record() for r in ordered], COLUMNS, title))
+    try:
+        png = write_chart(args.out / "www-bench.png", ordered, args, keys)
+        print(f"wrote {png}")
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
     fata_rows = [r for r in ordered if r.server == "fata"]
     good = all(r.correct is True and (r.requests_per_s or 0) > 0 for r in fata_rows)
     return 0 if good else 1
