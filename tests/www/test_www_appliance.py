@@ -271,7 +271,8 @@ def test_sighup_reloads_and_a_bad_site_keeps_the_old_one(tmp_path) -> None:
         app.stop()
 
 
-def test_the_baked_site_is_fatas_own(tmp_path) -> None:
+def test_the_baked_site_is_fatas_own(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     app = RunningWww([], tmp_path)
     try:
         app.wait()
@@ -283,6 +284,8 @@ def test_the_baked_site_is_fatas_own(tmp_path) -> None:
         status, headers, page = app.request("/")
         assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
         assert b"<h1>Fata" in page and b'href="style.css"' in page
+        assert headers["last-modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"  # the build's
+        assert app.request("/.build-epoch")[0] == 404
         assert app.request("/nothing")[0] == 404
     finally:
         app.stop()

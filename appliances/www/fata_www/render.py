@@ -29,7 +29,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from fata_www.responses import CODINGS, COMPRESSIBLE, GZIP_MIN, SUFFIXES, compress
-from fata_www.site import content_type
+from fata_www.site import BUILD_EPOCH_KEY, content_type
 
 APPLIANCE = Path(__file__).resolve().parents[1]
 
@@ -179,9 +179,11 @@ def precompress(path: Path, data: bytes) -> list[Path]:
 
 
 def generate(out: Path, epoch: int) -> None:
-    """The build hook: the site into ``out`` (the epoch is unused: pages carry no date)."""
-    del epoch
+    """The build hook: the site into ``out``, and the build's epoch in ``.build-epoch``
+    (:data:`~fata_www.site.BUILD_EPOCH_KEY`), which the appliance gives as the baked
+    files' ``Last-Modified`` (the pages themselves carry no date)."""
     render(out)
+    (out / BUILD_EPOCH_KEY).write_text(f"{int(epoch)}\n")
 
 
 if __name__ == "__main__":

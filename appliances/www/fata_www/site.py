@@ -26,6 +26,9 @@ from types import MappingProxyType
 
 from fata.devices import KV, KeyNotFound
 
+BUILD_EPOCH_KEY = ".build-epoch"
+"""Where a baked site's build hook records the build's epoch (hidden, so never served): the
+baked files' ``Last-Modified``."""
 MAX_FILES = 100_000  # more is a mistake (a home directory given as --site), not a site
 
 # Extension -> media type.  Our own table rather than ``mimetypes``, whose answers depend on

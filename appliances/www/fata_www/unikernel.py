@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import time
 
-from fata.devices import KV, Clock, Console, Flow, Lifecycle, Random, Stack
+from fata.devices import KV, Clock, Console, Flow, KeyNotFound, Lifecycle, Random, Stack
 from fata.runtime.reload import Reloader
 from fata.tls import TLSConfig
 from fata.tls.flow import accept
@@ -36,7 +36,7 @@ from fata_www.engine import HttpConnection, HttpServer, Limits, LogEntry
 from fata_www.h2engine import H2Connection, is_preface
 from fata_www.policy import HeaderPolicy
 from fata_www.responses import Responses, closing_bytes
-from fata_www.site import Site, SiteError, load_site
+from fata_www.site import BUILD_EPOCH_KEY, Site, SiteError, load_site
 from fata_www.tlssetup import RedirectResponses, TLSSetupError, dev_pair, load_pairs, tls_config
 
 LINGER_SECONDS = 2.0  # how long a closing connection's input is drained
@@ -145,7 +145,16 @@ class WwwAppliance:
         """The site to serve, read now (SiteError if it cannot be)."""
         if self.args.site:
             return load_site(self.site_kv, self.args.site, self.clock.time(), self.site)
-        return load_site(self.content, "", self.clock.time(), self.site)
+        return load_site(self.content, "", self.baked_epoch(), self.site)
+
+    def baked_epoch(self) -> float:
+        """When the baked site was made: the build's epoch, which its build hook records
+        (``.build-epoch``, hidden so never served); the load time for a baked directory
+        without it."""
+        try:
+            return float(int(self.content.get(BUILD_EPOCH_KEY).decode("ascii").strip()))
+        except (KeyNotFound, ValueError, UnicodeDecodeError):
+            return self.clock.time()
 
     def describe(self, site: Site) -> str:
         where = self.args.site or "the baked site"
