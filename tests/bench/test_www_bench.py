@@ -147,6 +147,11 @@ def test_quick_run_measures_fata_and_nginx(harness, tmp_path, capsys) -> None:
         assert ratio is not None and ratio > 0, mode
     assert record["config"]["sizes"] == [1024] and record["config"]["duration_s"] == 2.0
     assert record["config"]["modes"] == modes
+    startup = {row["server"]: row for row in record["startup"]}
+    assert set(startup) == {"fata", "nginx"}
+    for key, row in startup.items():
+        assert row["site_mb"] == 5 and row["status"] == "ok", (key, row)
+        assert 0 < row["first_answer_s"] < 60 and row["rss_mb"] > 5, (key, row)
     assert record["config"]["server_core"] != record["config"]["load_core"]
     assert "Fata" in (tmp_path / "www-bench.txt").read_text()
     assert (tmp_path / "www-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--modes", default=",".join(MODES),
                    help="comma-separated, of: http (keep-alive), https (TLS 1.3 keep-alive), "
                         "h2 (HTTP/2 over TLS, h2load), conn (one request per connection)")
+    p.add_argument("--site-mb", type=int, default=50,
+                   help="MiB of the site whose start-up time (spawn to first answer, of a "
+                        "built image) and resident memory are measured; 0 skips it")
     p.add_argument("--start-timeout", type=float, default=30.0)
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -58,6 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise _BadOptions(f"--modes: unknown {unknown or 'empty'}; choose from {list(MODES)}")
     if args.quick:
         args.rounds, args.duration, args.sizes = 1, 2.0, (site.SIZES[0],)
+        args.site_mb = min(args.site_mb, 5)
     else:
         args.sizes = site.SIZES
     if args.rounds < 1 or args.duration <= 0 or args.connections < 1:
@@ -180,6 +184,45 @@ def _one_server(key: str, args: argparse.Namespace, files: list[site.SiteFile], 
         process.stop(running)
 
 
+@dataclass
+class Startup:
+    """One server started on the large site: seconds from spawn to the first right answer,
+    and resident memory (VmRSS over its process tree, MiB) once it answers."""
+
+    server: str
+    name: str
+    site_mb: int
+    first_answer_s: float | None = None
+    rss_mb: float | None = None
+    status: str = "ok"
+
+
+def _startup(key: str, args: argparse.Namespace, work: Path, image: Path,
+             first: site.SiteFile) -> Startup:
+    """Start ``key`` on the large site (``work / "large"``, whose first file is ``first``)
+    and measure :class:`Startup`."""
+    result = Startup(key, servers.NAMES[key], args.site_mb)
+    root = work / "large"
+    port = process.free_port()
+    spec = (servers.fata(root, port, image=image) if key == "fata"
+            else servers.nginx(root, port, work / "large-nginx"))
+    if spec.argv is None:
+        result.status = spec.missing or "not available"
+        return result
+    running = process.start(key, spec.argv, core=args.core, log_path=work / f"{key}-large.log",
+                            env=spec.env)
+    try:
+        result.first_answer_s = process.wait_ready(
+            running, lambda: not check.check_files("127.0.0.1", port, [first], timeout=0.5),
+            args.start_timeout)
+        result.rss_mb = process.memory(running.pid).rss_mb
+    except process.StartError as exc:
+        result.status = f"did not start: {str(exc)[:200]}"
+    finally:
+        process.stop(running)
+    return result
+
+
 def _finish(rows: list[Row]) -> None:
     for row in rows:
         row.requests_per_s = _median(row.rounds_rps)
@@ -203,6 +246,15 @@ COLUMNS = [
     report.Column("p99_ms", "p99 ms", "{:.2f}"),
     report.Column("fata_ratio", "Fata/nginx", "{:.2f}x"),
     report.Column("correct", "Correct", lambda v: "yes" if v else "NO"),
+    report.Column("status", "Status", align="left"),
+]
+
+
+STARTUP_COLUMNS = [
+    report.Column("name", "Server", align="left"),
+    report.Column("site_mb", "Site MiB"),
+    report.Column("first_answer_s", "1st answer s", "{:.3f}"),
+    report.Column("rss_mb", "RSS MiB", "{:.1f}"),
     report.Column("status", "Status", align="left"),
 ]
 
@@ -262,6 +314,17 @@ def main(argv: list[str]) -> int:
             order = keys if n % 2 == 0 else keys[::-1]  # interleaved, alternating first
             for key in order:
                 _one_server(key, args, files, work / "site", work, load_core, rows, cert)
+        startups: list[Startup] = []
+        if args.site_mb > 0:
+            (work / "large-nginx").mkdir()
+            try:
+                image: Path | None = servers.build_image(work / "image")
+            except RuntimeError as exc:
+                print(f"fata bench www: {exc}", file=sys.stderr)
+                image = None
+            if image is not None:
+                first = site.write_large_site(work / "large", args.site_mb)
+                startups = [_startup(k, args, work, image, first) for k in keys]
         elapsed = time.time() - started
     ordered = list(rows.values())
     _finish(ordered)
@@ -280,6 +343,11 @@ def main(argv: list[str]) -> int:
                    "server_core": args.core, "load_core": load_core, "elapsed_s": elapsed},
         "results": [r.record() for r in ordered],
     }
+    if startups:
+        report.print_table([asdict(s) for s in startups], STARTUP_COLUMNS,
+                           f"start-up on a {args.site_mb} MiB site (spawn to first answer, "
+                           f"built image) and resident memory")
+    payload["startup"] = [asdict(s) for s in startups]
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out / "www-bench.json", payload)
     (args.out / "www-bench.txt").write_text(

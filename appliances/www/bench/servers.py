@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,13 +69,28 @@ class Server:
     env: dict[str, str] | None = None
 
 
-def fata(site: Path, port: int, tls: TLS | None = None) -> Server:
-    """The Fata www appliance, run from source with this interpreter."""
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO / "core"), env.get("PYTHONPATH", "")) if p
     )
-    argv = [sys.executable, "-m", "fata", "run", str(WWW), "--",
+    return env
+
+
+def build_image(out: Path) -> Path:
+    """``fata build appliances/www`` into ``out``: the sealed image the start-up run times
+    (``fata run DIR`` would time the build too)."""
+    done = subprocess.run([sys.executable, "-m", "fata", "build", str(WWW), "--out", str(out)],
+                          capture_output=True, text=True, env=_env(), check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"fata build failed: {done.stderr.strip()[-500:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def fata(site: Path, port: int, tls: TLS | None = None, image: Path | None = None) -> Server:
+    """The Fata www appliance, run from source with this interpreter (or ``image``)."""
+    env = _env()
+    argv = [sys.executable, "-m", "fata", "run", str(image or WWW), "--",
             "--listen", "127.0.0.1", "--port", str(port), "--site", str(site)]
     if tls is not None:
         argv += ["--tls-port", str(tls.port), "--tls-cert", str(tls.cert),

@@ -33,6 +33,22 @@ def content(size: int) -> bytes:
     return bytes(out[:size])
 
 
+def write_large_site(root: Path, megabytes: int) -> SiteFile:
+    """A site of ``megabytes`` MiB for the start-up and memory run: 1 MiB files of
+    deterministic, incompressible bytes (as images and media are), and ``index.html``;
+    returns what a server must answer for the first file."""
+    root.mkdir(parents=True, exist_ok=True)
+    first = None
+    for n in range(megabytes):
+        data = content(1 << 20) if n == 0 else hashlib.sha256(b"%d" % n).digest() * 32768
+        (root / f"large-{n:04d}.bin").write_bytes(data)
+        if first is None:
+            first = SiteFile(f"/large-{n:04d}.bin", len(data), hashlib.sha256(data).hexdigest())
+    (root / "index.html").write_text("<!doctype html><title>large</title>\n")
+    assert first is not None
+    return first
+
+
 def write_site(root: Path, sizes: tuple[int, ...] = SIZES) -> list[SiteFile]:
     """Write one file per size under ``root``; return what a server must answer for each."""
     root.mkdir(parents=True, exist_ok=True)
