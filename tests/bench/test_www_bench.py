@@ -126,6 +126,7 @@ def test_bad_options_exit_2(harness) -> None:
     assert harness.main(["--rounds", "0"]) == 2
     assert harness.main(["--no-such-option"]) == 2
     assert harness.main(["--modes", "http,spdy"]) == 2
+    assert harness.main(["--server-cpu", "0"]) == 2
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import Any
 from fata.bench import report
 
 from . import check, h2load, servers, site, wrk
-from .servers import process
+from .servers import cpucap, process
 
 DEFAULT_OUT = Path("bench-results") / "www"
 MODES = {
@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--modes", default=",".join(MODES),
                    help="comma-separated, of: http (keep-alive), https (TLS 1.3 keep-alive), "
                         "h2 (HTTP/2 over TLS, h2load), conn (one request per connection)")
+    p.add_argument("--server-cpu", type=float, default=None, metavar="PERCENT",
+                   help="cap each server at this share of its core (a cgroup CFS limit, as "
+                        "root) so that it, not the load generator, is the bottleneck")
     p.add_argument("--site-mb", type=int, default=50,
                    help="MiB of the site whose start-up time (spawn to first answer, of a "
                         "built image) and resident memory are measured; 0 skips it")
@@ -64,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.site_mb = min(args.site_mb, 5)
     else:
         args.sizes = site.SIZES
+    if args.server_cpu is not None and not 0 < args.server_cpu <= 100:
+        raise _BadOptions("--server-cpu wants a percentage in (0, 100]")
     if args.rounds < 1 or args.duration <= 0 or args.connections < 1:
         raise _BadOptions("--rounds, --duration and --connections must be positive")
     return args
@@ -165,7 +170,12 @@ def _one_server(key: str, args: argparse.Namespace, files: list[site.SiteFile], 
             argv = process.pinned(_load_argv(row.mode, port, tls.port if tls else 0, f.path,
                                              args), load_core)
             tool = h2load if row.mode == "h2" else wrk
-            result = tool.run(argv, timeout=args.duration + 30)
+            try:
+                result = _timed(tool, argv, args, running.pid)
+            except cpucap.CapError as exc:
+                row.correct, row.status = False, "no cap"
+                row.problems.append(str(exc))
+                continue
             if not result.ok:
                 row.correct, row.status = False, "wrong answers"
                 row.problems.extend(result.problems)
@@ -221,6 +231,14 @@ def _startup(key: str, args: argparse.Namespace, work: Path, image: Path,
     finally:
         process.stop(running)
     return result
+
+
+def _timed(tool: Any, argv: list[str], args: argparse.Namespace, pid: int) -> wrk.WrkResult:
+    """One load run, with the server capped at ``--server-cpu`` meanwhile if asked."""
+    if args.server_cpu is None:
+        return tool.run(argv, timeout=args.duration + 30)
+    with cpucap.capped(process.threads(pid), args.server_cpu / 100):
+        return tool.run(argv, timeout=args.duration + 30)
 
 
 def _finish(rows: list[Row]) -> None:
@@ -339,7 +357,7 @@ def main(argv: list[str]) -> int:
         "benchmark": "www",
         "config": {"rounds": args.rounds, "duration_s": args.duration,
                    "connections": args.connections, "sizes": list(args.sizes),
-                   "modes": list(args.modes),
+                   "modes": list(args.modes), "server_cpu_pct": args.server_cpu,
                    "server_core": args.core, "load_core": load_core, "elapsed_s": elapsed},
         "results": [r.record() for r in ordered],
     }

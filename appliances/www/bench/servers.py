@@ -1,7 +1,8 @@
 """The servers under test: how each is configured and started.
 
-Starting, pinning and stopping reuse the DNS harness's ``process`` module (plain stdlib,
-loaded by file path), so both benchmarks pin and stop servers the same way.
+Starting, pinning and stopping reuse the DNS harness's ``process`` module, and
+``--server-cpu`` its ``cpucap`` (plain stdlib, loaded by file path), so both benchmarks pin,
+cap and stop servers the same way.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 WWW = REPO / "appliances" / "www"
-_PROCESS_FILE = REPO / "appliances" / "dns" / "bench" / "process.py"
+_DNS_BENCH = REPO / "appliances" / "dns" / "bench"
 
 
-def _load_process() -> ModuleType:
-    name = "fata_www_bench_process"
+def _load(module: str) -> ModuleType:
+    name = f"fata_www_bench_{module}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _PROCESS_FILE)
+    spec = importlib.util.spec_from_file_location(name, _DNS_BENCH / f"{module}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -33,7 +34,8 @@ def _load_process() -> ModuleType:
     return module
 
 
-process = _load_process()
+process = _load("process")
+cpucap = _load("cpucap")  # --server-cpu: a CFS bandwidth limit on the server's threads
 
 NAMES = {"fata": "Fata", "nginx": "nginx"}
 
