@@ -62,10 +62,14 @@ def harness() -> ModuleType:
     return _load()
 
 
+def _module(harness: ModuleType, name: str) -> ModuleType:
+    harness._bootstrap()
+    return importlib.import_module(f"{harness.PACKAGE}.{name}")
+
+
 @pytest.fixture(scope="module")
 def wrk(harness: ModuleType) -> ModuleType:
-    harness._bootstrap()
-    return importlib.import_module(f"{harness.PACKAGE}.wrk")
+    return _module(harness, "wrk")
 
 
 def test_parse_wrk_report(wrk) -> None:
@@ -106,8 +110,7 @@ time for request:     1.37ms     98.24ms     48.41ms      7.55ms    92.61%
 
 @pytest.fixture(scope="module")
 def h2load(harness: ModuleType) -> ModuleType:
-    harness._bootstrap()
-    return importlib.import_module(f"{harness.PACKAGE}.h2load")
+    return _module(harness, "h2load")
 
 
 def test_parse_h2load_report(h2load) -> None:

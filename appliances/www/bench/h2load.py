@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
-from .wrk import WrkResult, _bytes
+from .wrk import WrkResult, _bytes, run_tool
 
 _TIME = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -47,12 +46,4 @@ def command(url: str, *, duration: float, connections: int = 50, streams: int = 
 
 def run(argv: list[str], timeout: float) -> WrkResult:
     """Run ``argv`` (a pinned h2load command) and parse what it printed."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return WrkResult(problems=[f"h2load did not finish within {timeout:.0f} s"])
-    result = parse(done.stdout)
-    if done.returncode != 0:
-        result.problems.insert(0, f"h2load exited {done.returncode}: "
-                               f"{(done.stderr or done.stdout).strip()[-300:]}")
-    return result
+    return run_tool("h2load", argv, timeout, parse)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
@@ -66,11 +67,19 @@ def command(url: str, *, duration: float, connections: int = 50, threads: int = 
 
 def run(argv: list[str], timeout: float) -> WrkResult:
     """Run ``argv`` (a pinned wrk command) and parse what it printed."""
+    return run_tool("wrk", argv, timeout, parse)
+
+
+def run_tool(name: str, argv: list[str], timeout: float,
+             parse_output: Callable[[str], WrkResult]) -> WrkResult:
+    """Run a load generator's pinned command and parse its standard output; a time-out
+    or a failing exit status is a problem of the run."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return WrkResult(problems=[f"wrk did not finish within {timeout:.0f} s"])
-    result = parse(done.stdout)
+        return WrkResult(problems=[f"{name} did not finish within {timeout:.0f} s"])
+    result = parse_output(done.stdout)
     if done.returncode != 0:
-        result.problems.insert(0, f"wrk exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        why = (done.stderr or done.stdout).strip()[-300:]
+        result.problems.insert(0, f"{name} exited {done.returncode}: {why}")
     return result
