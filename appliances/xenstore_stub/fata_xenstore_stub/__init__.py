@@ -1,0 +1,1 @@
+"""Fata's xenstore daemon (work in progress: the store so far, see README.md)."""

@@ -1,0 +1,283 @@
+"""The store: xenstore's tree of nodes with their permissions, and transactions.
+
+Semantics are those of the C and OCaml daemons (``docs/misc/xenstore.txt``):
+
+- a path is absolute (``/local/domain/1/name``) after :func:`resolve` has joined a relative
+  one to the connection's domain path; its components are ``[A-Za-z0-9_@-]`` and ``/``
+  separated, no empty component, no trailing ``/`` (the root excepted), within the length
+  limits of ``xs_wire``;
+- ``WRITE`` and ``MKDIR`` create the missing parents, each a new node inheriting its
+  parent's permissions with the caller as owner; ``MKDIR`` of an existing node is no
+  error; ``RM`` removes a subtree, and removing an absent node whose parent exists
+  succeeds;
+- permissions are a list of ``(domain, letter)``: the first names the owner and what every
+  other domain may do, the rest override that for one domain; ``n`` none, ``r`` read, ``w``
+  write, ``b`` both.  The owner and privileged callers (dom0) may do everything;
+- a transaction works on a snapshot: what it reads and writes is remembered with the
+  nodes' generations, and ending it with commit fails with ``EAGAIN`` when any of those
+  nodes changed meanwhile (then nothing of it is applied).
+
+Everything is synchronous and in memory; durability (the log) and the wire are elsewhere.
+Errors are :class:`~fata.xen.xs_wire.XenstoreError` with the protocol's names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from fata.xen.xs_wire import ABS_PATH_MAX, REL_PATH_MAX, XenstoreError
+
+_COMPONENT = re.compile(rb"^[A-Za-z0-9_@\-]+$")
+LETTERS = {b"n": "", b"r": "r", b"w": "w", b"b": "rw"}
+
+
+@dataclass(frozen=True, slots=True)
+class Perms:
+    """A node's permission list: ``owner`` with ``default`` for every other domain, and
+    per-domain ``acl`` overrides; letters are ``n``, ``r``, ``w``, ``b``."""
+
+    owner: int
+    default: bytes = b"n"
+    acl: tuple[tuple[int, bytes], ...] = ()
+
+    @classmethod
+    def parse(cls, parts: list[bytes]) -> Perms:
+        """From ``SET_PERMS``'s strings (``b"r0"``, ``b"w5"``...); EINVAL if malformed."""
+        entries = []
+        for part in parts:
+            letter, number = part[:1], part[1:]
+            if letter not in LETTERS or not number.isdigit() or len(number) > 10:
+                raise XenstoreError("EINVAL", f"bad permission {part!r}")
+            entries.append((int(number), letter))
+        if not entries:
+            raise XenstoreError("EINVAL", "no permissions")
+        (owner, default), rest = entries[0], entries[1:]
+        return cls(owner, default, tuple(rest))
+
+    def strings(self) -> list[bytes]:
+        """As ``GET_PERMS`` sends them."""
+        return [self.default + b"%d" % self.owner] + [
+            letter + b"%d" % dom for dom, letter in self.acl]
+
+    def allows(self, domid: int, want: str) -> bool:
+        """Whether ``domid`` (not privileged) may ``want`` (``"r"`` or ``"w"``)."""
+        if domid == self.owner:
+            return True
+        for dom, letter in self.acl:
+            if dom == domid:
+                return want in LETTERS[letter]
+        return want in LETTERS[self.default]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node: its value, permissions, the names of its children, and a generation that
+    changes whenever the node or its set of children does."""
+
+    value: bytes
+    perms: Perms
+    children: frozenset[bytes] = frozenset()
+    generation: int = 0
+
+
+def resolve(path: bytes, domain_path: bytes) -> bytes:
+    """``path`` made absolute against the connection's ``domain_path`` and checked
+    (EINVAL if it is not a valid xenstore path)."""
+    if path.startswith(b"/"):
+        if len(path) > ABS_PATH_MAX:
+            raise XenstoreError("EINVAL", "path too long")
+        full = path
+    else:
+        if len(path) > REL_PATH_MAX:
+            raise XenstoreError("EINVAL", "path too long")
+        full = domain_path.rstrip(b"/") + b"/" + path
+    if full == b"/":
+        return full
+    parts = full[1:].split(b"/")
+    if not all(_COMPONENT.match(p) for p in parts):
+        raise XenstoreError("EINVAL", f"bad path {path!r}")
+    return full
+
+
+def parent_of(path: bytes) -> bytes:
+    return path.rsplit(b"/", 1)[0] or b"/"
+
+
+def name_of(path: bytes) -> bytes:
+    return path.rsplit(b"/", 1)[1]
+
+
+@dataclass
+class View:
+    """What one operation reads and changes: the committed tree, or a transaction's
+    snapshot with its own changes on top (see :class:`Transaction`)."""
+
+    nodes: dict[bytes, Node]
+    changes: dict[bytes, Node | None] | None = None  # a transaction's writes (None: removed)
+    seen: dict[bytes, int] | None = None  # generations a transaction's reads relied on
+
+    def get(self, path: bytes) -> Node | None:
+        if self.changes is not None and path in self.changes:
+            return self.changes[path]
+        node = self.nodes.get(path)
+        if self.seen is not None:
+            self.seen.setdefault(path, node.generation if node is not None else -1)
+        return node
+
+    def put(self, path: bytes, node: Node | None) -> None:
+        if self.changes is not None:
+            self.get(path)  # a write relies on what was there too
+            self.changes[path] = node
+        elif node is None:
+            self.nodes.pop(path, None)
+        else:
+            self.nodes[path] = node
+
+
+@dataclass
+class Transaction:
+    """An open transaction: the snapshot it started from is the committed tree as of then
+    (``nodes``, copied on write by the store), its changes and what it relied on."""
+
+    tx_id: int
+    domid: int
+    nodes: dict[bytes, Node]
+    changes: dict[bytes, Node | None] = field(default_factory=dict)
+    seen: dict[bytes, int] = field(default_factory=dict)
+
+    def view(self) -> View:
+        return View(self.nodes, self.changes, self.seen)
+
+
+class Store:
+    """The tree, with ``/`` owned by dom0 and readable by nobody else, and the
+    operations of the protocol on it (``domid`` is the caller's; ``privileged`` callers,
+    dom0 and its tools, pass every permission check)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, Node] = {b"/": Node(b"", Perms(0))}
+        self.generation = 0
+        self.transactions: dict[int, Transaction] = {}
+        self._next_tx = 1
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _tick(self) -> int:
+        self.generation += 1
+        return self.generation
+
+    def _view(self, tx_id: int) -> View:
+        if tx_id == 0:
+            return View(self.nodes)
+        tx = self.transactions.get(tx_id)
+        if tx is None:
+            raise XenstoreError("ENOENT", f"no transaction {tx_id}")
+        return tx.view()
+
+    def _check(self, node: Node, domid: int, privileged: bool, want: str) -> None:
+        if not privileged and not node.perms.allows(domid, want):
+            raise XenstoreError("EACCES")
+
+    def _existing(self, view: View, path: bytes, domid: int, privileged: bool,
+                  want: str) -> Node:
+        node = view.get(path)
+        if node is None:
+            raise XenstoreError("ENOENT")
+        self._check(node, domid, privileged, want)
+        return node
+
+    def _create(self, view: View, path: bytes, domid: int, privileged: bool) -> Node:
+        """The node at ``path``, made (with its missing parents) if absent; EACCES if a
+        parent that must gain a child is not writable by the caller."""
+        node = view.get(path)
+        if node is not None:
+            return node
+        parent_path = parent_of(path)
+        parent = self._create(view, parent_path, domid, privileged)
+        self._check(parent, domid, privileged, "w")
+        generation = self._tick()
+        made = Node(b"", replace(parent.perms, owner=domid), frozenset(), generation)
+        view.put(path, made)
+        view.put(parent_path, replace(parent, children=parent.children | {name_of(path)},
+                                      generation=generation))
+        return made
+
+    # -- operations ------------------------------------------------------------------
+
+    def read(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> bytes:
+        return self._existing(self._view(tx_id), path, domid, privileged, "r").value
+
+    def directory(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0
+                  ) -> list[bytes]:
+        return sorted(self._existing(self._view(tx_id), path, domid, privileged,
+                                     "r").children)
+
+    def get_perms(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> Perms:
+        return self._existing(self._view(tx_id), path, domid, privileged, "r").perms
+
+    def write(self, path: bytes, value: bytes, domid: int, privileged: bool,
+              tx_id: int = 0) -> None:
+        view = self._view(tx_id)
+        node = self._create(view, path, domid, privileged)
+        self._check(node, domid, privileged, "w")
+        view.put(path, replace(node, value=value, generation=self._tick()))
+
+    def mkdir(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
+        self._create(self._view(tx_id), path, domid, privileged)
+
+    def rm(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
+        if path == b"/":
+            raise XenstoreError("EINVAL", "the root cannot be removed")
+        view = self._view(tx_id)
+        node = view.get(path)
+        if node is None:
+            if view.get(parent_of(path)) is None:
+                raise XenstoreError("ENOENT")
+            return  # removing what is not there, under a parent that is, is no error
+        parent = self._existing(view, parent_of(path), domid, privileged, "w")
+        self._check(node, domid, privileged, "w")
+        generation = self._tick()
+        stack = [path]
+        while stack:
+            current = stack.pop()
+            gone = view.get(current)
+            if gone is not None:
+                stack += [current + b"/" + child for child in gone.children]
+            view.put(current, None)
+        view.put(parent_of(path), replace(parent, children=parent.children - {name_of(path)},
+                                          generation=generation))
+
+    def set_perms(self, path: bytes, perms: Perms, domid: int, privileged: bool,
+                  tx_id: int = 0) -> None:
+        view = self._view(tx_id)
+        node = self._existing(view, path, domid, privileged, "w")
+        if not privileged and node.perms.owner != domid:
+            raise XenstoreError("EPERM", "only the owner changes permissions")
+        view.put(path, replace(node, perms=perms, generation=self._tick()))
+
+    # -- transactions ----------------------------------------------------------------
+
+    def transaction_start(self, domid: int) -> int:
+        tx_id = self._next_tx
+        self._next_tx = self._next_tx % 0xFFFFFFFF + 1
+        self.transactions[tx_id] = Transaction(tx_id, domid, dict(self.nodes))
+        return tx_id
+
+    def transaction_end(self, tx_id: int, commit: bool) -> None:
+        """End ``tx_id``: apply its changes if ``commit`` and nothing it relied on changed
+        meanwhile, else EAGAIN (and nothing of it is applied)."""
+        tx = self.transactions.pop(tx_id, None)
+        if tx is None:
+            raise XenstoreError("ENOENT", f"no transaction {tx_id}")
+        if not commit:
+            return
+        for path, generation in tx.seen.items():
+            now = self.nodes.get(path)
+            if (now.generation if now is not None else -1) != generation:
+                raise XenstoreError("EAGAIN")
+        for path, node in tx.changes.items():
+            if node is None:
+                self.nodes.pop(path, None)
+            else:
+                self.nodes[path] = node
