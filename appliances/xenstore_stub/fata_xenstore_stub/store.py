@@ -17,6 +17,12 @@ Semantics are those of the C and OCaml daemons (``docs/misc/xenstore.txt``):
   nodes' generations, and ending it with commit fails with ``EAGAIN`` when any of those
   nodes changed meanwhile (then nothing of it is applied).
 
+Every change is also recorded for those who follow the store: :attr:`Store.changed` lists
+the paths changed (with whether a subtree went, for watches on nodes below), and
+:attr:`Store.effects` the resulting node states (``None`` for a removed node), which is
+what the journal writes; a transaction's are recorded when it commits.  The caller drains
+both after each request.
+
 Everything is synchronous and in memory; durability (the log) and the wire are elsewhere.
 Errors are :class:`~fata.xen.xs_wire.XenstoreError` with the protocol's names.
 """
@@ -116,6 +122,8 @@ class View:
     nodes: dict[bytes, Node]
     changes: dict[bytes, Node | None] | None = None  # a transaction's writes (None: removed)
     seen: dict[bytes, int] | None = None  # generations a transaction's reads relied on
+    changed: list[tuple[bytes, bool]] = field(default_factory=list)  # (path, subtree gone)
+    effects: list[tuple[bytes, Node | None]] = field(default_factory=list)
 
     def get(self, path: bytes) -> Node | None:
         if self.changes is not None and path in self.changes:
@@ -129,10 +137,12 @@ class View:
         if self.changes is not None:
             self.get(path)  # a write relies on what was there too
             self.changes[path] = node
-        elif node is None:
+            return
+        if node is None:
             self.nodes.pop(path, None)
         else:
             self.nodes[path] = node
+        self.effects.append((path, node))
 
 
 @dataclass
@@ -145,9 +155,10 @@ class Transaction:
     nodes: dict[bytes, Node]
     changes: dict[bytes, Node | None] = field(default_factory=dict)
     seen: dict[bytes, int] = field(default_factory=dict)
+    changed: list[tuple[bytes, bool]] = field(default_factory=list)
 
     def view(self) -> View:
-        return View(self.nodes, self.changes, self.seen)
+        return View(self.nodes, self.changes, self.seen, self.changed)
 
 
 class Store:
@@ -160,6 +171,8 @@ class Store:
         self.generation = 0
         self.transactions: dict[int, Transaction] = {}
         self._next_tx = 1
+        self.changed: list[tuple[bytes, bool]] = []  # paths changed, and whether subtrees
+        self.effects: list[tuple[bytes, Node | None]] = []  # node states, for the journal
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -169,7 +182,7 @@ class Store:
 
     def _view(self, tx_id: int) -> View:
         if tx_id == 0:
-            return View(self.nodes)
+            return View(self.nodes, changed=self.changed, effects=self.effects)
         tx = self.transactions.get(tx_id)
         if tx is None:
             raise XenstoreError("ENOENT", f"no transaction {tx_id}")
@@ -201,6 +214,7 @@ class Store:
         view.put(path, made)
         view.put(parent_path, replace(parent, children=parent.children | {name_of(path)},
                                       generation=generation))
+        view.changed.append((path, False))
         return made
 
     # -- operations ------------------------------------------------------------------
@@ -219,9 +233,12 @@ class Store:
     def write(self, path: bytes, value: bytes, domid: int, privileged: bool,
               tx_id: int = 0) -> None:
         view = self._view(tx_id)
+        existed = view.get(path) is not None
         node = self._create(view, path, domid, privileged)
         self._check(node, domid, privileged, "w")
         view.put(path, replace(node, value=value, generation=self._tick()))
+        if existed:  # a node made now was recorded as changed when it was made
+            view.changed.append((path, False))
 
     def mkdir(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
         self._create(self._view(tx_id), path, domid, privileged)
@@ -247,6 +264,7 @@ class Store:
             view.put(current, None)
         view.put(parent_of(path), replace(parent, children=parent.children - {name_of(path)},
                                           generation=generation))
+        view.changed.append((path, True))
 
     def set_perms(self, path: bytes, perms: Perms, domid: int, privileged: bool,
                   tx_id: int = 0) -> None:
@@ -255,6 +273,7 @@ class Store:
         if not privileged and node.perms.owner != domid:
             raise XenstoreError("EPERM", "only the owner changes permissions")
         view.put(path, replace(node, perms=perms, generation=self._tick()))
+        view.changed.append((path, False))
 
     # -- transactions ----------------------------------------------------------------
 
@@ -281,3 +300,5 @@ class Store:
                 self.nodes.pop(path, None)
             else:
                 self.nodes[path] = node
+            self.effects.append((path, node))
+        self.changed += tx.changed
