@@ -166,8 +166,8 @@ class Store:
     operations of the protocol on it (``domid`` is the caller's; ``privileged`` callers,
     dom0 and its tools, pass every permission check)."""
 
-    def __init__(self) -> None:
-        self.nodes: dict[bytes, Node] = {b"/": Node(b"", Perms(0))}
+    def __init__(self, nodes: dict[bytes, Node] | None = None) -> None:
+        self.nodes: dict[bytes, Node] = nodes or {b"/": Node(b"", Perms(0))}
         self.generation = 0
         self.transactions: dict[int, Transaction] = {}
         self._next_tx = 1
