@@ -116,6 +116,12 @@ def stack(netifs: list[str] | tuple[str, ...] | None = None) -> DeviceSpec:
     return DeviceSpec("stack", {"netifs": list(netifs)}, origin)
 
 
+def local_sockets() -> DeviceSpec:
+    """Local stream sockets (``fata.devices.local.LocalSockets``): listening on and
+    connecting to names on this machine, Unix-domain sockets on ``unix``."""
+    return DeviceSpec("local_sockets", {}, _caller_origin())
+
+
 def _port_name(what: str, name: str | None, origin: tuple[str | None, int | None]) -> dict[str, Any]:
     if name is None:
         return {}

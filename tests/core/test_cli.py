@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance_util import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -47,7 +49,6 @@ def test_run_image_with_other_net_is_refused(tmp_path: Path) -> None:
 def test_loop_key_decides_what_the_image_holds_and_runs(tmp_path: Path) -> None:
     import json
     import signal
-    import socket
     import time
     import zipfile
 
@@ -59,9 +60,7 @@ def test_loop_key_decides_what_the_image_holds_and_runs(tmp_path: Path) -> None:
         with zipfile.ZipFile(images[loop]) as archive:
             files = {e["path"] for e in json.loads(archive.read("MANIFEST.json"))["files"]}
         assert any("/uvloop/" in f for f in files) == (loop == "uvloop")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # free for TCP too: the DNS appliance listens on both
     proc = subprocess.Popen([sys.executable, "-m", "fata", "run", images["uvloop"], "--", "--port",
                              str(port)], stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
@@ -73,6 +72,7 @@ def test_loop_key_decides_what_the_image_holds_and_runs(tmp_path: Path) -> None:
             if "serving" in line or not line:
                 break
         assert any("loop=uvloop" in line for line in lines), lines
+        assert "serving" in lines[-1], lines
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)

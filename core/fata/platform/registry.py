@@ -35,6 +35,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
     "random": {ANY: "fata.platform.unix"},
     "console": {ANY: "fata.platform.unix"},
     "lifecycle": {ANY: "fata.platform.unix"},
+    "local_sockets": {ANY: "fata.platform.local_unix"},
 }
 """kind -> (``net`` key value, or ``*`` for any) -> provider module."""
 

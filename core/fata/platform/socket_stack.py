@@ -246,8 +246,10 @@ class SocketFlow(Flow, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
-        self.local = _address(transport.get_extra_info("sockname"))
-        self.peer = _address(transport.get_extra_info("peername"))
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, tuple):  # an IP socket (a Unix one keeps the defaults)
+            self.local = _address(sockname)
+            self.peer = _address(transport.get_extra_info("peername"))
         if self._owner is not None:
             self._owner.add(self)
         if self._on_connect is not None:

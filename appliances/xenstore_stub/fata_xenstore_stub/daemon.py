@@ -1,0 +1,266 @@
+"""The daemon's protocol engine: requests in, answers and watch events out, per connection.
+
+Sans-IO: :meth:`Session.receive` takes bytes from one connection and queues what every
+connection must be sent (answers for this one, watch events for any) in their
+``outbox``; the caller makes the store's changes durable (``Daemon.effects``, for the
+journal) *before* writing any of it, so nothing is acknowledged that a crash could lose.
+
+Connections over the Unix sockets are dom0's tools: privileged, and on the read-only
+socket refused every change (``EROFS``), as the C daemon does.  Each request is answered
+in order with its request and transaction ids; an unknown type gets ``ENOSYS``, a
+malformed one ``EINVAL``; a stream that breaks the framing is closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fata.xen.xs_wire import (
+    PAYLOAD_MAX,
+    Message,
+    MessageReader,
+    Op,
+    WireError,
+    XenstoreError,
+    strings_payload,
+    watch_event,
+)
+
+from fata_xenstore_stub.store import Node, Perms, Store, resolve
+from fata_xenstore_stub.watches import Watch, Watches
+
+OK = b"OK\0"
+CHANGES = {Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_START, Op.INTRODUCE,
+           Op.RELEASE, Op.SET_TARGET, Op.RESUME}
+
+
+def domain_path(domid: int) -> bytes:
+    return b"/local/domain/%d" % domid
+
+
+@dataclass
+class Session:
+    """One connection: who it is, its transactions and what it is to be sent."""
+
+    daemon: Daemon
+    key: object
+    domid: int = 0
+    privileged: bool = True
+    read_only: bool = False
+    reader: MessageReader = field(default_factory=MessageReader)
+    transactions: set[int] = field(default_factory=set)
+    outbox: list[bytes] = field(default_factory=list)
+    closed: bool = False
+
+    def receive(self, data: bytes) -> None:
+        """Handle the requests ``data`` completes; a broken stream closes the session."""
+        try:
+            for msg in self.reader.feed(data):
+                self.outbox.append(self.daemon.handle(self, msg).encode())
+                self.daemon.dispatch()
+        except WireError:
+            self.closed = True
+
+    def close(self) -> None:
+        """The connection went away: its transactions end uncommitted, its watches go."""
+        for tx_id in list(self.transactions):
+            self.daemon.store.transactions.pop(tx_id, None)
+        self.transactions.clear()
+        self.daemon.watches.reset(self)
+        self.daemon.sessions.discard(self)
+        self.closed = True
+
+    __hash__ = object.__hash__  # sessions are keys of the watch table
+
+
+class Daemon:
+    """The store, the watches and the connections."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self.watches = Watches()
+        self.sessions: set[Session] = set()
+        self.domains: set[int] = {0}
+        self.effects: list[tuple[bytes, Node | None]] = []
+        self._pending: list[tuple[object, bytes, bytes]] = []
+
+    def connect(self, key: object, *, read_only: bool = False) -> Session:
+        session = Session(self, key, read_only=read_only)
+        self.sessions.add(session)
+        return session
+
+    def dispatch(self) -> None:
+        """Queue the watch events of the changes so far, and collect the journal's."""
+        store = self.store
+        if store.changed:
+            self._pending += self.watches.fire(store.changed)
+            store.changed.clear()
+        if store.effects:
+            self.effects += store.effects
+            store.effects.clear()
+        for session, path, token in self._pending:
+            if isinstance(session, Session) and not session.closed:
+                session.outbox.append(watch_event(path, token).encode())
+        self._pending.clear()
+
+    def handle(self, session: Session, msg: Message) -> Message:
+        """The answer to one request (its effects recorded, its events queued)."""
+        try:
+            op = Op(msg.op)
+        except ValueError:
+            return msg.error("ENOSYS")
+        if session.read_only and op in CHANGES:
+            return msg.error("EROFS")
+        if msg.tx_id and msg.tx_id not in session.transactions and op not in (
+                Op.WATCH_EVENT, Op.ERROR):
+            return msg.error("ENOENT")
+        try:
+            payload = self._answer(session, op, msg)
+        except XenstoreError as exc:
+            return msg.error(exc.code)
+        if len(payload) > PAYLOAD_MAX:
+            return msg.error("E2BIG")
+        return msg.reply(payload)
+
+    def _path(self, session: Session, raw: bytes) -> bytes:
+        return resolve(raw, domain_path(session.domid))
+
+    def _answer(self, session: Session, op: Op, msg: Message) -> bytes:
+        store, tx = self.store, msg.tx_id
+        who = (session.domid, session.privileged)
+        parts = msg.strings()
+        if op == Op.READ:
+            return store.read(self._path(session, _one(parts)), *who, tx)
+        if op == Op.WRITE:
+            path, sep, value = msg.payload.partition(b"\0")
+            if not sep:
+                raise XenstoreError("EINVAL", "WRITE without a value")
+            store.write(self._path(session, path), value, *who, tx)
+            return OK
+        if op == Op.MKDIR:
+            store.mkdir(self._path(session, _one(parts)), *who, tx)
+            return OK
+        if op == Op.RM:
+            store.rm(self._path(session, _one(parts)), *who, tx)
+            return OK
+        if op == Op.DIRECTORY:
+            return strings_payload(store.directory(self._path(session, _one(parts)), *who, tx))
+        if op == Op.DIRECTORY_PART:
+            return self._directory_part(session, parts, tx)
+        if op == Op.GET_PERMS:
+            return strings_payload(store.get_perms(self._path(session, _one(parts)), *who,
+                                                   tx).strings())
+        if op == Op.SET_PERMS:
+            if len(parts) < 2:
+                raise XenstoreError("EINVAL")
+            store.set_perms(self._path(session, parts[0]), Perms.parse(parts[1:]), *who, tx)
+            return OK
+        if op == Op.WATCH:
+            return self._watch(session, parts)
+        if op == Op.UNWATCH:
+            if len(parts) != 2:
+                raise XenstoreError("EINVAL")
+            path = parts[0] if parts[0].startswith(b"@") else self._path(session, parts[0])
+            self.watches.remove(session, path, parts[1])
+            return OK
+        if op == Op.RESET_WATCHES:
+            self.watches.reset(session)
+            return OK
+        if op == Op.TRANSACTION_START:
+            tx_id = store.transaction_start(session.domid)
+            session.transactions.add(tx_id)
+            return b"%d\0" % tx_id
+        if op == Op.TRANSACTION_END:
+            commit = _one(parts)
+            if commit not in (b"T", b"F") or tx not in session.transactions:
+                raise XenstoreError("EINVAL" if commit not in (b"T", b"F") else "ENOENT")
+            session.transactions.discard(tx)
+            store.transaction_end(tx, commit == b"T")
+            return OK
+        if op == Op.GET_DOMAIN_PATH:
+            return domain_path(_domid(_one(parts))) + b"\0"
+        if op == Op.IS_DOMAIN_INTRODUCED:
+            return b"T\0" if _domid(_one(parts)) in self.domains else b"F\0"
+        if op == Op.INTRODUCE:
+            return self._introduce(session, parts)
+        if op == Op.RELEASE:
+            return self._release(session, parts)
+        if op in (Op.RESUME, Op.SET_TARGET):
+            if not session.privileged:
+                raise XenstoreError("EACCES")
+            if _domid(parts[0] if parts else b"") not in self.domains:
+                raise XenstoreError("ENOENT")
+            return OK
+        if op == Op.CONTROL:
+            return OK
+        raise XenstoreError("ENOSYS")
+
+    def _watch(self, session: Session, parts: list[bytes]) -> bytes:
+        if len(parts) != 2:
+            raise XenstoreError("EINVAL")
+        raw, token = parts
+        if raw.startswith(b"@"):
+            if raw not in (b"@introduceDomain", b"@releaseDomain"):
+                raise XenstoreError("EINVAL")
+            watch = Watch(session, raw, token)
+        else:
+            path = self._path(session, raw)
+            strip = b"" if raw.startswith(b"/") else domain_path(session.domid) + b"/"
+            watch = Watch(session, path, token, strip)
+        self._pending.append(self.watches.add(watch))
+        return OK
+
+    def _introduce(self, session: Session, parts: list[bytes]) -> bytes:
+        """``INTRODUCE domid mfn port``: the domain is known from now on (its ring
+        transport comes with the Xen platform) and ``@introduceDomain`` fires."""
+        if not session.privileged:
+            raise XenstoreError("EACCES")
+        if len(parts) < 3:
+            raise XenstoreError("EINVAL")
+        domid = _domid(parts[0])
+        if domid not in self.domains:
+            self.domains.add(domid)
+            self._pending += self.watches.special(b"@introduceDomain")
+        return OK
+
+    def _release(self, session: Session, parts: list[bytes]) -> bytes:
+        if not session.privileged:
+            raise XenstoreError("EACCES")
+        domid = _domid(_one(parts))
+        if domid == 0 or domid not in self.domains:
+            raise XenstoreError("ENOENT")
+        self.domains.discard(domid)
+        self._pending += self.watches.special(b"@releaseDomain")
+        return OK
+
+    def _directory_part(self, session: Session, parts: list[bytes], tx: int) -> bytes:
+        """``DIRECTORY_PART path offset``: the node's generation, then the children from
+        byte ``offset`` of the full list that fit, an empty string ending the last part."""
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise XenstoreError("EINVAL")
+        path = self._path(session, parts[0])
+        names = self.store.directory(path, session.domid, session.privileged, tx)
+        generation = self.store.nodes[path].generation if path in self.store.nodes else 0
+        full = strings_payload(names) if names else b""
+        offset = int(parts[1])
+        if offset > len(full):
+            raise XenstoreError("EINVAL")
+        head = b"%d\0" % generation
+        room = PAYLOAD_MAX - len(head) - 1
+        chunk = full[offset:]
+        if len(chunk) > room:
+            chunk = chunk[:chunk.rfind(b"\0", 0, room) + 1]
+            return head + chunk
+        return head + chunk + b"\0"
+
+
+def _one(parts: list[bytes]) -> bytes:
+    if len(parts) != 1:
+        raise XenstoreError("EINVAL")
+    return parts[0]
+
+
+def _domid(text: bytes) -> int:
+    if not text.isdigit() or len(text) > 5:
+        raise XenstoreError("EINVAL")
+    return int(text)
