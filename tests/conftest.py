@@ -40,6 +40,8 @@ TOOL_PACKAGES = {
     "dnsmasq": "dnsmasq-base",
     "ethtool": "ethtool",
     "nc": "netcat-openbsd",
+    "h2load": "nghttp2-client",
+    "xenstore-write": "xenstore-utils",
 }
 
 

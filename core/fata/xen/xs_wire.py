@@ -111,7 +111,10 @@ class Message:
 
 def strings_payload(parts: Sequence[bytes], terminate_last: bool = True) -> bytes:
     """NUL-separated ``parts``, the last NUL-terminated unless ``terminate_last`` is false
-    (a ``WRITE``'s value is sent as it is)."""
+    (a ``WRITE``'s value is sent as it is); no parts is no bytes (a ``DIRECTORY`` of a node
+    without children)."""
+    if not parts:
+        return b""
     body = b"\0".join(parts)
     return body + b"\0" if terminate_last else body
 
