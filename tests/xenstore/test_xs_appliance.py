@@ -118,3 +118,25 @@ def test_sigkill_mid_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
             assert again.tool("xenstore-read", path).stdout == value + "\n", path
     finally:
         again.stop()
+
+
+TEST_XENSTORE = ROOT / ".tools" / "xen-utils" / "usr" / "lib" / "xen-4.17" / "bin" / \
+    "test-xenstore"
+XEN_TESTS = ("read 1", "read 2000", "write 1", "write 2000", "dir", "rm node", "rm dir",
+             "ta empty", "ta empty x", "ta rmw", "ta rmw x", "ta err")
+
+
+@pytest.mark.skipif(not TEST_XENSTORE.exists(),
+                    reason="Xen's test-xenstore is unpacked by `make tools` (xen-utils-4.17)")
+def test_xens_own_test_xenstore_passes(daemon: RunningXenstore) -> None:
+    """Xen's conformance and timing program, every test 20 times, then 3 s of random
+    ones: it exits non-zero at the first wrong answer."""
+    listed = daemon.tool(str(TEST_XENSTORE), "-l").stdout
+    assert [line.split(":")[0].strip() for line in listed.splitlines()] == list(XEN_TESTS)
+    done = daemon.tool(str(TEST_XENSTORE), "-i", "20")
+    for name in XEN_TESTS:
+        assert any(line.startswith(name.ljust(10) + ": avg:") for line in
+                   done.stdout.splitlines()), (name, done.stdout)
+    assert "fail" not in (done.stdout + done.stderr).lower()
+    daemon.tool(str(TEST_XENSTORE), "-r", "3")
+    assert daemon.tool("xenstore-ls", "/").returncode == 0  # and it still serves
