@@ -120,3 +120,19 @@ def test_garbage_never_crashes_the_daemon(data: bytes) -> None:
         assert msg.op != Op.INVALID
     good = d.connect("good")
     assert ask(good, Op.WRITE, raw=b"/ok\0v")[0].payload == b"OK\0"  # others still served
+
+
+def test_watch_and_transaction_quotas_for_an_unprivileged_connection() -> None:
+    from fata_xenstore_stub.store import Quotas, Store
+
+    d = Daemon(Store(quotas=Quotas(watches=2, transactions=1)))
+    guest = d.connect("guest")
+    guest.domid, guest.privileged = 5, False
+    assert ask(guest, Op.WATCH, b"/a", b"1")[0].payload == b"OK\0"
+    assert ask(guest, Op.WATCH, b"/b", b"2")[0].payload == b"OK\0"
+    assert ask(guest, Op.WATCH, b"/c", b"3")[0].payload == b"E2BIG\0"
+    assert ask(guest, Op.TRANSACTION_START, b"")[0].op == Op.TRANSACTION_START
+    assert ask(guest, Op.TRANSACTION_START, b"")[0].payload == b"ENOSPC\0"
+    tool = d.connect("dom0 tool")
+    for i in range(5):  # the privileged tool is not limited
+        assert ask(tool, Op.WATCH, b"/w%d" % i, b"t")[0].payload == b"OK\0"

@@ -164,3 +164,25 @@ def test_random_operations_agree_with_a_model(ops: list[tuple], in_transaction: 
     for path, value in model.items():
         assert store.read(path, DOM0, True) == value
     assert set(store.nodes) - {b"/"} == set(model)
+
+
+def test_quotas_bound_an_unprivileged_domain_and_not_dom0() -> None:
+    from fata_xenstore_stub.store import Quotas
+
+    store = Store(quotas=Quotas(nodes=3, entry_size=8))
+    store.write(b"/local/domain/5", b"", DOM0, True)
+    store.set_perms(b"/local/domain/5", Perms(GUEST), DOM0, True)
+    for name in (b"a", b"b"):  # the domain's own directory counts as one of its nodes
+        store.write(b"/local/domain/5/" + name, b"v", GUEST, False)
+    assert code(store.write, b"/local/domain/5/c", b"v", GUEST, False) == "ENOSPC"
+    assert code(store.write, b"/local/domain/5/a", b"123456789", GUEST, False) == "ENOSPC"
+    store.write(b"/local/domain/5/a", b"12345678", GUEST, False)  # at the limit is fine
+    tx = store.transaction_start(GUEST)
+    store.rm(b"/local/domain/5/b", GUEST, False, tx)
+    store.write(b"/local/domain/5/c", b"v", GUEST, False, tx)  # room made in the same tx
+    store.transaction_end(tx, commit=True)
+    assert store.directory(b"/local/domain/5", GUEST, False) == [b"a", b"c"]
+    store.rm(b"/local/domain/5/c", GUEST, False)
+    store.write(b"/local/domain/5/d", b"v", GUEST, False)  # removals give the room back
+    for i in range(10):
+        store.write(b"/dom0/%d" % i, b"x" * 100, DOM0, True)  # dom0 is not limited

@@ -167,6 +167,9 @@ class Daemon:
             self.watches.reset(session)
             return OK
         if op == Op.TRANSACTION_START:
+            if not session.privileged and len(session.transactions) >= \
+                    store.quotas.transactions:
+                raise XenstoreError("ENOSPC")
             tx_id = store.transaction_start(session.domid)
             session.transactions.add(tx_id)
             return b"%d\0" % tx_id
@@ -199,6 +202,9 @@ class Daemon:
         if len(parts) != 2:
             raise XenstoreError("EINVAL")
         raw, token = parts
+        if not session.privileged and self.watches.count(session) >= \
+                self.store.quotas.watches:
+            raise XenstoreError("E2BIG")
         if raw.startswith(b"@"):
             if raw not in (b"@introduceDomain", b"@releaseDomain"):
                 raise XenstoreError("EINVAL")

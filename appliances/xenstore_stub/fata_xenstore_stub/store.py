@@ -30,6 +30,7 @@ Errors are :class:`~fata.xen.xs_wire.XenstoreError` with the protocol's names.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from fata.xen.xs_wire import ABS_PATH_MAX, REL_PATH_MAX, XenstoreError
@@ -124,6 +125,7 @@ class View:
     seen: dict[bytes, int] | None = None  # generations a transaction's reads relied on
     changed: list[tuple[bytes, bool]] = field(default_factory=list)  # (path, subtree gone)
     effects: list[tuple[bytes, Node | None]] = field(default_factory=list)
+    owned: Counter[int] = field(default_factory=Counter)  # nodes per owner (the quota's)
 
     def get(self, path: bytes) -> Node | None:
         if self.changes is not None and path in self.changes:
@@ -134,8 +136,8 @@ class View:
         return node
 
     def put(self, path: bytes, node: Node | None) -> None:
+        count(self.owned, self.get(path), node)  # a write relies on what was there too
         if self.changes is not None:
-            self.get(path)  # a write relies on what was there too
             self.changes[path] = node
             return
         if node is None:
@@ -143,6 +145,14 @@ class View:
         else:
             self.nodes[path] = node
         self.effects.append((path, node))
+
+
+def count(owned: Counter[int], before: Node | None, after: Node | None) -> None:
+    """Keep ``owned`` (nodes per owning domain) right across one node's change."""
+    if before is not None:
+        owned[before.perms.owner] -= 1
+    if after is not None:
+        owned[after.perms.owner] += 1
 
 
 @dataclass
@@ -156,18 +166,34 @@ class Transaction:
     changes: dict[bytes, Node | None] = field(default_factory=dict)
     seen: dict[bytes, int] = field(default_factory=dict)
     changed: list[tuple[bytes, bool]] = field(default_factory=list)
+    owned: Counter[int] = field(default_factory=Counter)  # the change to the store's counts
 
     def view(self) -> View:
-        return View(self.nodes, self.changes, self.seen, self.changed)
+        return View(self.nodes, self.changes, self.seen, self.changed, owned=self.owned)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one unprivileged domain may use (the C daemon's defaults): nodes it owns,
+    bytes of a value, watches and open transactions (the last two are the daemon's);
+    privileged callers are not limited."""
+
+    nodes: int = 1000
+    entry_size: int = 2048
+    watches: int = 128
+    transactions: int = 10
 
 
 class Store:
     """The tree, with ``/`` owned by dom0 and readable by nobody else, and the
     operations of the protocol on it (``domid`` is the caller's; ``privileged`` callers,
-    dom0 and its tools, pass every permission check)."""
+    dom0 and its tools, pass every permission check and every quota)."""
 
-    def __init__(self, nodes: dict[bytes, Node] | None = None) -> None:
+    def __init__(self, nodes: dict[bytes, Node] | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.nodes: dict[bytes, Node] = nodes or {b"/": Node(b"", Perms(0))}
+        self.quotas = quotas or Quotas()
+        self.owned: Counter[int] = Counter(n.perms.owner for n in self.nodes.values())
         self.generation = 0
         self.transactions: dict[int, Transaction] = {}
         self._next_tx = 1
@@ -182,7 +208,8 @@ class Store:
 
     def _view(self, tx_id: int) -> View:
         if tx_id == 0:
-            return View(self.nodes, changed=self.changed, effects=self.effects)
+            return View(self.nodes, changed=self.changed, effects=self.effects,
+                        owned=self.owned)
         tx = self.transactions.get(tx_id)
         if tx is None:
             raise XenstoreError("ENOENT", f"no transaction {tx_id}")
@@ -209,6 +236,9 @@ class Store:
         parent_path = parent_of(path)
         parent = self._create(view, parent_path, domid, privileged)
         self._check(parent, domid, privileged, "w")
+        if not privileged and self.owned[domid] + (
+                view.owned[domid] if view.changes is not None else 0) >= self.quotas.nodes:
+            raise XenstoreError("ENOSPC", f"domain {domid} owns {self.quotas.nodes} nodes")
         generation = self._tick()
         made = Node(b"", replace(parent.perms, owner=domid), frozenset(), generation)
         view.put(path, made)
@@ -232,6 +262,8 @@ class Store:
 
     def write(self, path: bytes, value: bytes, domid: int, privileged: bool,
               tx_id: int = 0) -> None:
+        if not privileged and len(value) > self.quotas.entry_size:
+            raise XenstoreError("ENOSPC", f"values are at most {self.quotas.entry_size} bytes")
         view = self._view(tx_id)
         existed = view.get(path) is not None
         node = self._create(view, path, domid, privileged)
@@ -296,6 +328,7 @@ class Store:
             if (now.generation if now is not None else -1) != generation:
                 raise XenstoreError("EAGAIN")
         for path, node in tx.changes.items():
+            count(self.owned, self.nodes.get(path), node)
             if node is None:
                 self.nodes.pop(path, None)
             else:
