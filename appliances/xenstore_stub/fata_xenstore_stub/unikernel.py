@@ -1,8 +1,9 @@
 """The xenstore daemon: the engine (``daemon``) on the local sockets, the store durable.
 
-Each connection's task reads, hands the bytes to its :class:`~.daemon.Session`, and then
-flushes: what the requests changed goes to the journal and is fsynced (one fsync for
-everything the read completed), and only then are the answers and watch events queued to
+Each connection's task reads and hands the bytes to its :class:`~.daemon.Session`; once
+per pass of the event loop, after every connection that had bytes has handled them, a
+flush runs: what the requests changed goes to the journal and is fsynced (one fsync for
+all of them: group commit), and only then are the answers and watch events queued to
 every connection that has some, each written by a writer task of its connection, so a
 client that does not read holds up nobody else; past ``--max-queued`` pending writes it is
 dropped.  The store is loaded at start (a damaged one stops the start with the file and
@@ -35,6 +36,7 @@ class XenstoreAppliance:
         self.daemon = Daemon()
         self.queues: dict[Session, asyncio.Queue[bytes | None]] = {}
         self.records = 0
+        self._flush_soon = False
 
     async def run(self, lifecycle: Lifecycle) -> None:
         loaded = self.journal.load()
@@ -68,7 +70,9 @@ class XenstoreAppliance:
                 if not data:
                     break
                 session.receive(data)
-                self.flush()
+                if not self._flush_soon:  # every connection read in this pass of the loop
+                    self._flush_soon = True  # shares one fsync (group commit)
+                    asyncio.get_running_loop().call_soon(self.flush)
         finally:
             session.close()
             self.queues.pop(session, None)
@@ -77,6 +81,7 @@ class XenstoreAppliance:
 
     def flush(self) -> None:
         """Make the changes durable, then queue every connection's answers and events."""
+        self._flush_soon = False
         daemon = self.daemon
         if daemon.effects:
             self.journal.append(daemon.effects)
@@ -96,6 +101,7 @@ class XenstoreAppliance:
         if self.records >= self.args.snapshot_every:
             self.journal.snapshot(daemon.store.nodes)
             self.records = 0
+        self._flush_soon = False
 
     async def _writer(self, flow: Flow, queue: asyncio.Queue[bytes | None],
                       session: Session) -> None:
