@@ -136,3 +136,42 @@ def test_watch_and_transaction_quotas_for_an_unprivileged_connection() -> None:
     tool = d.connect("dom0 tool")
     for i in range(5):  # the privileged tool is not limited
         assert ask(tool, Op.WATCH, b"/w%d" % i, b"t")[0].payload == b"OK\0"
+
+
+def _guest(d: Daemon, key: str, domid: int) -> Session:
+    session = d.connect(key)
+    session.domid, session.privileged = domid, False
+    return session
+
+
+def test_watch_events_only_for_what_the_watcher_may_read() -> None:
+    d = Daemon()
+    tool, guest = d.connect("dom0"), _guest(d, "guest", 5)
+    ask(tool, Op.WRITE, raw=b"/shared\0")
+    ask(tool, Op.SET_PERMS, b"/shared", b"r0")  # everyone may read it
+    assert ask(guest, Op.WATCH, b"/shared", b"t")[1].op == Op.WATCH_EVENT
+    ask(tool, Op.WRITE, raw=b"/shared/open\0hello")  # inherits r0: the guest hears of it
+    ask(tool, Op.WRITE, raw=b"/shared/secret\0key")
+    ask(tool, Op.SET_PERMS, b"/shared/secret", b"n0")  # the change after this is hidden
+    guest.outbox.clear()
+    ask(tool, Op.WRITE, raw=b"/shared/secret\0new key")
+    ask(tool, Op.WRITE, raw=b"/shared/open\0again")
+    heard = [m.payload for m in MessageReader().feed(b"".join(guest.outbox))]
+    assert heard == [b"/shared/open\0t\0"]
+
+
+def test_set_target_lets_a_device_model_act_for_its_guest() -> None:
+    d = Daemon()
+    tool, stubdom = d.connect("dom0"), _guest(d, "stubdom", 6)
+    for domid in (b"5", b"6"):
+        ask(tool, Op.INTRODUCE, domid, b"1", b"1")
+    ask(tool, Op.WRITE, raw=b"/local/domain/5/device\0")
+    ask(tool, Op.SET_PERMS, b"/local/domain/5/device", b"n5")  # the guest's alone
+    assert ask(stubdom, Op.READ, b"/local/domain/5/device")[0].payload == b"EACCES\0"
+    assert ask(tool, Op.SET_TARGET, b"6", b"5")[0].payload == b"OK\0"
+    assert ask(stubdom, Op.WRITE, raw=b"/local/domain/5/device/vif\0up")[0].payload == b"OK\0"
+    assert ask(stubdom, Op.READ, b"/local/domain/5/device/vif")[0].payload == b"up"
+    assert ask(stubdom, Op.SET_TARGET, b"6", b"5")[0].payload == b"EACCES\0"  # dom0's call
+    assert ask(tool, Op.SET_TARGET, b"6", b"9")[0].payload == b"ENOENT\0"
+    ask(tool, Op.RELEASE, b"6")
+    assert d.store.targets == {}

@@ -93,7 +93,7 @@ class Daemon:
         """Queue the watch events of the changes so far, and collect the journal's."""
         store = self.store
         if store.changed:
-            self._pending += self.watches.fire(store.changed)
+            self._pending += self.watches.fire(store.changed, self._may_read)
             store.changed.clear()
         if store.effects:
             self.effects += store.effects
@@ -102,6 +102,17 @@ class Daemon:
             if isinstance(session, Session) and not session.closed:
                 session.outbox.append(watch_event(path, token).encode())
         self._pending.clear()
+
+    def _may_read(self, session: object, path: bytes) -> bool:
+        """Whether a watcher may learn of a change at ``path``: privileged ones always,
+        others if they may read the node (for a node now gone, its nearest remaining
+        ancestor, which is what they could list)."""
+        if not isinstance(session, Session) or session.privileged:
+            return True
+        nodes = self.store.nodes
+        while path not in nodes:
+            path = path.rsplit(b"/", 1)[0] or b"/"
+        return self.store.may(nodes[path], session.domid, "r")
 
     def handle(self, session: Session, msg: Message) -> Message:
         """The answer to one request (its effects recorded, its events queued)."""
@@ -188,7 +199,17 @@ class Daemon:
             return self._introduce(session, parts)
         if op == Op.RELEASE:
             return self._release(session, parts)
-        if op in (Op.RESUME, Op.SET_TARGET):
+        if op == Op.SET_TARGET:
+            if not session.privileged:
+                raise XenstoreError("EACCES")
+            if len(parts) != 2:
+                raise XenstoreError("EINVAL")
+            domid, target = _domid(parts[0]), _domid(parts[1])
+            if domid not in self.domains or target not in self.domains:
+                raise XenstoreError("ENOENT")
+            store.targets[domid] = target
+            return OK
+        if op == Op.RESUME:
             if not session.privileged:
                 raise XenstoreError("EACCES")
             if _domid(parts[0] if parts else b"") not in self.domains:
@@ -236,6 +257,7 @@ class Daemon:
         if domid == 0 or domid not in self.domains:
             raise XenstoreError("ENOENT")
         self.domains.discard(domid)
+        self.store.targets.pop(domid, None)
         self._pending += self.watches.special(b"@releaseDomain")
         return OK
 

@@ -194,6 +194,7 @@ class Store:
         self.nodes: dict[bytes, Node] = nodes or {b"/": Node(b"", Perms(0))}
         self.quotas = quotas or Quotas()
         self.owned: Counter[int] = Counter(n.perms.owner for n in self.nodes.values())
+        self.targets: dict[int, int] = {}  # SET_TARGET: a domain acting for another
         self.generation = 0
         self.transactions: dict[int, Transaction] = {}
         self._next_tx = 1
@@ -215,8 +216,17 @@ class Store:
             raise XenstoreError("ENOENT", f"no transaction {tx_id}")
         return tx.view()
 
+    def may(self, node: Node, domid: int, want: str) -> bool:
+        """Whether unprivileged ``domid`` may ``want`` (``r``/``w``) ``node``: by its own
+        rights, or by those of the domain it was made the target of (``SET_TARGET``: a
+        device model acts for its guest)."""
+        if node.perms.allows(domid, want):
+            return True
+        target = self.targets.get(domid)
+        return target is not None and node.perms.allows(target, want)
+
     def _check(self, node: Node, domid: int, privileged: bool, want: str) -> None:
-        if not privileged and not node.perms.allows(domid, want):
+        if not privileged and not self.may(node, domid, want):
             raise XenstoreError("EACCES")
 
     def _existing(self, view: View, path: bytes, domid: int, privileged: bool,
@@ -302,7 +312,7 @@ class Store:
                   tx_id: int = 0) -> None:
         view = self._view(tx_id)
         node = self._existing(view, path, domid, privileged, "w")
-        if not privileged and node.perms.owner != domid:
+        if not privileged and node.perms.owner not in (domid, self.targets.get(domid)):
             raise XenstoreError("EPERM", "only the owner changes permissions")
         view.put(path, replace(node, perms=perms, generation=self._tick()))
         view.changed.append((path, False))

@@ -12,6 +12,7 @@ Connections are opaque keys here; the daemon queues each event for its connectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fata.xen.xs_wire import XenstoreError
@@ -67,9 +68,12 @@ class Watches:
     def count(self, conn: object) -> int:
         return len(self._by_conn.get(conn, {}))
 
-    def fire(self, changed: list[tuple[bytes, bool]]) -> list[tuple[object, bytes, bytes]]:
+    def fire(self, changed: list[tuple[bytes, bool]],
+             allowed: Callable[[object, bytes], bool] | None = None
+             ) -> list[tuple[object, bytes, bytes]]:
         """The events for store changes: ``(conn, path as shown, token)``, once per watch
-        and changed path, in order."""
+        and changed path, in order; ``allowed(conn, path)`` says whether that connection
+        may learn of a change at ``path`` (read permission, as the C daemon checks)."""
         out = []
         for path, subtree in changed:
             for mine in self._by_conn.values():
@@ -77,9 +81,13 @@ class Watches:
                     if watch.path.startswith(b"@"):
                         continue
                     if _within(path, watch.path):
-                        out.append((watch.conn, watch.shown(path), watch.token))
+                        event = path
                     elif subtree and _within(watch.path, path):
-                        out.append((watch.conn, watch.shown(watch.path), watch.token))
+                        event = watch.path
+                    else:
+                        continue
+                    if allowed is None or allowed(watch.conn, event):
+                        out.append((watch.conn, watch.shown(event), watch.token))
         return out
 
     def special(self, name: bytes) -> list[tuple[object, bytes, bytes]]:
