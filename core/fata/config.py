@@ -49,9 +49,11 @@ __all__ = [
     "kv_runtime",
     "lifecycle",
     "load",
+    "local_sockets",
     "netif",
     "random",
     "stack",
+    "xen",
 ]
 
 CONFIG_FILE = "config.py"
@@ -120,6 +122,13 @@ def local_sockets() -> DeviceSpec:
     """Local stream sockets (``fata.devices.local.LocalSockets``): listening on and
     connecting to names on this machine, Unix-domain sockets on ``unix``."""
     return DeviceSpec("local_sockets", {}, _caller_origin())
+
+
+def xen() -> DeviceSpec:
+    """The Xen control device (``fata.devices.xen.XenControl``): map domains' pages, bind
+    event channels; for appliances that are part of the Xen platform (the xenstore daemon,
+    backends).  ``fata run --xen-hypervisor PATH`` names the hypervisor on ``unix``."""
+    return DeviceSpec("xen", {}, _caller_origin())
 
 
 def _port_name(what: str, name: str | None, origin: tuple[str | None, int | None]) -> dict[str, Any]:

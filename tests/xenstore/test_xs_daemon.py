@@ -175,3 +175,61 @@ def test_set_target_lets_a_device_model_act_for_its_guest() -> None:
     assert ask(tool, Op.SET_TARGET, b"6", b"9")[0].payload == b"ENOENT\0"
     ask(tool, Op.RELEASE, b"6")
     assert d.store.targets == {}
+
+
+def test_introduce_on_rings_waits_for_the_transport_and_keeps_order() -> None:
+    d = Daemon()
+    d.rings = True
+    tool = d.connect("tool")
+    ask(tool, Op.WATCH, b"@introduceDomain", b"i")
+    tool.receive(Message(Op.INTRODUCE, 2, 0, b"4\x0012\x007\x00").encode()
+                 + Message(Op.READ, 3, 0, b"/\0").encode())
+    assert tool.outbox == [] and len(d.introductions) == 1  # nothing answered yet
+    intro = d.introductions.pop()
+    assert (intro.domid, intro.mfn, intro.port) == (4, 12, 7)
+    d.introduced(intro, None)
+    out = list(MessageReader().feed(b"".join(tool.outbox)))
+    assert [(m.op, m.req_id) for m in out] == [
+        (Op.INTRODUCE, 2), (Op.WATCH_EVENT, 0), (Op.READ, 3)]
+    assert 4 in d.domains
+    tool.outbox.clear()
+    tool.receive(Message(Op.INTRODUCE, 5, 0, b"6\x001\x002\x00").encode())
+    d.introduced(d.introductions.pop(), "EINVAL")  # the page could not be mapped
+    (refused,) = MessageReader().feed(b"".join(tool.outbox))
+    assert refused.payload == b"EINVAL\0"
+    assert 6 not in d.domains
+    assert ask(tool, Op.INTRODUCE, b"0", b"1", b"2")[0].payload == b"EINVAL\0"
+    ask(tool, Op.RELEASE, b"4")
+    assert d.releases == [4]
+
+
+def test_a_domain_that_does_not_read_is_held_to_its_quotas() -> None:
+    from fata_xenstore_stub.store import Quotas, Store
+
+    d = Daemon(Store(quotas=Quotas(outstanding=3, events=2)))
+    guest = d.connect("ring", domid=5)
+    assert not guest.privileged
+    burst = b"".join(Message(Op.GET_DOMAIN_PATH, i, 0, b"5\0").encode() for i in range(10))
+    guest.receive(burst)
+    assert len(guest.outbox) == 3 and len(guest.queue) == 7 and not guest.wants_input
+    guest.backlog, answered = 3, guest.outbox[:]  # the transport took them to write
+    guest.outbox.clear()
+    guest.process()
+    assert guest.outbox == [] and len(guest.queue) == 7  # still not written: held
+    guest.backlog = 0  # written
+    guest.process()
+    assert len(guest.outbox) == 3 and len(answered) == 3
+    guest.outbox.clear()
+    tool = d.connect("tool")
+    ask(tool, Op.WRITE, raw=b"/local/domain/5/w\0x")
+    ask(tool, Op.SET_PERMS, b"/local/domain/5/w", b"b5")
+    guest.queue.clear()
+    ask(guest, Op.WATCH, b"/local/domain/5/w", b"t")
+    guest.backlog = 2  # two answers not written yet: no room for events
+    for i in range(3):
+        ask(tool, Op.WRITE, raw=b"/local/domain/5/w\0%d" % i)
+    assert guest.outbox == [] and guest.events_dropped == 3
+    tool.outbox.clear()
+    for i in range(30):  # dom0's tools are not limited
+        tool.receive(Message(Op.GET_DOMAIN_PATH, i, 0, b"1\0").encode())
+    assert len(tool.outbox) == 30 and tool.wants_input

@@ -13,6 +13,7 @@ malformed one ``EINVAL``; a stream that breaks the framing is closed.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from fata.xen.xs_wire import (
@@ -40,7 +41,13 @@ def domain_path(domid: int) -> bytes:
 
 @dataclass
 class Session:
-    """One connection: who it is, its transactions and what it is to be sent."""
+    """One connection: who it is, its transactions and what it is to be sent.
+
+    ``backlog`` is set by the transport: what was queued for it and is not written yet.
+    For an unprivileged connection, requests beyond ``Quotas.outstanding`` in flight wait
+    in ``queue`` (the transport stops reading while :attr:`wants_input` is false), and
+    watch events beyond ``Quotas.events`` waiting are dropped and counted, so a domain that
+    stops reading costs the daemon bounded memory and nobody else anything."""
 
     daemon: Daemon
     key: object
@@ -50,16 +57,49 @@ class Session:
     reader: MessageReader = field(default_factory=MessageReader)
     transactions: set[int] = field(default_factory=set)
     outbox: list[bytes] = field(default_factory=list)
+    queue: deque[Message] = field(default_factory=deque)
+    waiting: Message | None = None  # a request answered later (INTRODUCE on a ring)
+    backlog: int = 0
+    events_dropped: int = 0
     closed: bool = False
 
     def receive(self, data: bytes) -> None:
         """Handle the requests ``data`` completes; a broken stream closes the session."""
         try:
-            for msg in self.reader.feed(data):
-                self.outbox.append(self.daemon.handle(self, msg).encode())
-                self.daemon.dispatch()
+            self.queue.extend(self.reader.feed(data))
         except WireError:
             self.closed = True
+        self.process()
+
+    def process(self) -> None:
+        """Answer queued requests in order, up to the quota of requests in flight."""
+        while self.queue and self.waiting is None and (
+                self.privileged or self.in_flight < self.daemon.store.quotas.outstanding):
+            msg = self.queue.popleft()
+            answer = self.daemon.handle(self, msg)
+            if answer is None:
+                self.waiting = msg
+                break
+            self.outbox.append(answer.encode())
+            self.daemon.dispatch()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests answered but not yet written, or deferred."""
+        return len(self.outbox) + self.backlog + (self.waiting is not None)
+
+    @property
+    def wants_input(self) -> bool:
+        """Whether the transport should read more of this connection's requests."""
+        return self.privileged or (not self.queue and
+                                   self.in_flight < self.daemon.store.quotas.outstanding)
+
+    def queue_event(self, data: bytes) -> None:
+        if not self.privileged and len(self.outbox) + self.backlog >= \
+                self.daemon.store.quotas.events:
+            self.events_dropped += 1
+            return
+        self.outbox.append(data)
 
     def close(self) -> None:
         """The connection went away: its transactions end uncommitted, its watches go."""
@@ -68,9 +108,22 @@ class Session:
         self.transactions.clear()
         self.daemon.watches.reset(self)
         self.daemon.sessions.discard(self)
+        self.queue.clear()
         self.closed = True
 
     __hash__ = object.__hash__  # sessions are keys of the watch table
+
+
+@dataclass(frozen=True)
+class Introduction:
+    """An ``INTRODUCE`` the transport is to carry out (map the ring, bind the channel)
+    before :meth:`Daemon.introduced` answers it."""
+
+    session: Session
+    request: Message
+    domid: int
+    mfn: int
+    port: int
 
 
 class Daemon:
@@ -83,11 +136,31 @@ class Daemon:
         self.domains: set[int] = {0}
         self.effects: list[tuple[bytes, Node | None]] = []
         self._pending: list[tuple[object, bytes, bytes]] = []
+        self.rings = False  # a transport attaches introduced domains' rings
+        self.introductions: list[Introduction] = []
+        self.releases: list[int] = []
 
-    def connect(self, key: object, *, read_only: bool = False) -> Session:
-        session = Session(self, key, read_only=read_only)
+    def connect(self, key: object, *, read_only: bool = False, domid: int = 0) -> Session:
+        """A new connection: dom0's tools on the sockets, else domain ``domid``'s ring."""
+        session = Session(self, key, domid=domid, privileged=domid == 0,
+                          read_only=read_only)
         self.sessions.add(session)
         return session
+
+    def introduced(self, intro: Introduction, error: str | None) -> None:
+        """The transport attached (or, with ``error``, could not attach) a ring: answer
+        the ``INTRODUCE`` and go on with the requests queued behind it."""
+        session = intro.session
+        if session.waiting is not intro.request:
+            return
+        session.waiting = None
+        if error is None:
+            self._add_domain(intro.domid)
+            session.outbox.append(intro.request.reply(OK).encode())
+        else:
+            session.outbox.append(intro.request.error(error).encode())
+        self.dispatch()
+        session.process()
 
     def dispatch(self) -> None:
         """Queue the watch events of the changes so far, and collect the journal's."""
@@ -100,7 +173,7 @@ class Daemon:
             store.effects.clear()
         for session, path, token in self._pending:
             if isinstance(session, Session) and not session.closed:
-                session.outbox.append(watch_event(path, token).encode())
+                session.queue_event(watch_event(path, token).encode())
         self._pending.clear()
 
     def _may_read(self, session: object, path: bytes) -> bool:
@@ -114,8 +187,9 @@ class Daemon:
             path = path.rsplit(b"/", 1)[0] or b"/"
         return self.store.may(nodes[path], session.domid, "r")
 
-    def handle(self, session: Session, msg: Message) -> Message:
-        """The answer to one request (its effects recorded, its events queued)."""
+    def handle(self, session: Session, msg: Message) -> Message | None:
+        """The answer to one request (its effects recorded, its events queued), or None
+        when the transport answers it later (:meth:`introduced`)."""
         try:
             op = Op(msg.op)
         except ValueError:
@@ -129,6 +203,8 @@ class Daemon:
             payload = self._answer(session, op, msg)
         except XenstoreError as exc:
             return msg.error(exc.code)
+        if payload is None:
+            return None
         if len(payload) > PAYLOAD_MAX:
             return msg.error("E2BIG")
         return msg.reply(payload)
@@ -136,7 +212,7 @@ class Daemon:
     def _path(self, session: Session, raw: bytes) -> bytes:
         return resolve(raw, domain_path(session.domid))
 
-    def _answer(self, session: Session, op: Op, msg: Message) -> bytes:
+    def _answer(self, session: Session, op: Op, msg: Message) -> bytes | None:
         store, tx = self.store, msg.tx_id
         who = (session.domid, session.privileged)
         parts = msg.strings()
@@ -196,7 +272,7 @@ class Daemon:
         if op == Op.IS_DOMAIN_INTRODUCED:
             return b"T\0" if _domid(_one(parts)) in self.domains else b"F\0"
         if op == Op.INTRODUCE:
-            return self._introduce(session, parts)
+            return self._introduce(session, msg, parts)
         if op == Op.RELEASE:
             return self._release(session, parts)
         if op == Op.SET_TARGET:
@@ -237,18 +313,31 @@ class Daemon:
         self._pending.append(self.watches.add(watch))
         return OK
 
-    def _introduce(self, session: Session, parts: list[bytes]) -> bytes:
-        """``INTRODUCE domid mfn port``: the domain is known from now on (its ring
-        transport comes with the Xen platform) and ``@introduceDomain`` fires."""
+    def _introduce(self, session: Session, msg: Message, parts: list[bytes]
+                   ) -> bytes | None:
+        """``INTRODUCE domid mfn port``: from now on the domain is known and served on its
+        ring (when a transport attaches rings: answered once it has), and
+        ``@introduceDomain`` fires.  Introducing a known domain again is accepted, as the
+        C daemon does; its ring is not re-attached."""
         if not session.privileged:
             raise XenstoreError("EACCES")
         if len(parts) < 3:
             raise XenstoreError("EINVAL")
-        domid = _domid(parts[0])
+        domid, mfn, port = _domid(parts[0]), _number(parts[1]), _number(parts[2])
+        if domid == 0:
+            raise XenstoreError("EINVAL")
+        if domid in self.domains:
+            return OK
+        if self.rings:
+            self.introductions.append(Introduction(session, msg, domid, mfn, port))
+            return None
+        self._add_domain(domid)
+        return OK
+
+    def _add_domain(self, domid: int) -> None:
         if domid not in self.domains:
             self.domains.add(domid)
             self._pending += self.watches.special(b"@introduceDomain")
-        return OK
 
     def _release(self, session: Session, parts: list[bytes]) -> bytes:
         if not session.privileged:
@@ -258,6 +347,7 @@ class Daemon:
             raise XenstoreError("ENOENT")
         self.domains.discard(domid)
         self.store.targets.pop(domid, None)
+        self.releases.append(domid)
         self._pending += self.watches.special(b"@releaseDomain")
         return OK
 
@@ -286,6 +376,12 @@ def _one(parts: list[bytes]) -> bytes:
     if len(parts) != 1:
         raise XenstoreError("EINVAL")
     return parts[0]
+
+
+def _number(text: bytes) -> int:
+    if not text.isdigit() or len(text) > 20:
+        raise XenstoreError("EINVAL")
+    return int(text)
 
 
 def _domid(text: bytes) -> int:

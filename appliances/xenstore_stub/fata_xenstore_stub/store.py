@@ -175,13 +175,16 @@ class Transaction:
 @dataclass(frozen=True)
 class Quotas:
     """What one unprivileged domain may use (the C daemon's defaults): nodes it owns,
-    bytes of a value, watches and open transactions (the last two are the daemon's);
+    bytes of a value, watches, open transactions, and per connection the requests in
+    flight and the watch events waiting to be written (the last four are the daemon's);
     privileged callers are not limited."""
 
     nodes: int = 1000
     entry_size: int = 2048
     watches: int = 128
     transactions: int = 10
+    outstanding: int = 20  # requests read but not yet answered and written
+    events: int = 1024  # watch events queued and not yet written
 
 
 class Store:

@@ -36,6 +36,7 @@ PROVIDERS: dict[str, dict[str, str]] = {
     "console": {ANY: "fata.platform.unix"},
     "lifecycle": {ANY: "fata.platform.unix"},
     "local_sockets": {ANY: "fata.platform.local_unix"},
+    "xen": {ANY: "fata.platform.xen_host"},
 }
 """kind -> (``net`` key value, or ``*`` for any) -> provider module."""
 
