@@ -233,3 +233,44 @@ def test_a_domain_that_does_not_read_is_held_to_its_quotas() -> None:
     for i in range(30):  # dom0's tools are not limited
         tool.receive(Message(Op.GET_DOMAIN_PATH, i, 0, b"1\0").encode())
     assert len(tool.outbox) == 30 and tool.wants_input
+
+
+def test_features_per_domain_set_before_introduce() -> None:
+    d = Daemon()
+    tool, ro = d.connect("tool"), d.connect("ro", read_only=True)
+    assert ask(tool, Op.GET_FEATURE)[0].payload == b"3\0"  # reconnection and error
+    assert ask(tool, Op.SET_FEATURE, b"7", b"1")[0].payload == b"OK\0"
+    assert ask(tool, Op.GET_FEATURE, b"7")[0].payload == b"1\0"
+    assert ask(tool, Op.SET_FEATURE, b"7", b"4")[0].payload == b"EINVAL\0"  # unsupported
+    assert ask(ro, Op.SET_FEATURE, b"7", b"0")[0].payload == b"EROFS\0"
+    d.rings = True
+    tool.receive(Message(Op.INTRODUCE, 1, 0, b"7\x001\x002\x00").encode())
+    intro = d.introductions.pop()
+    assert intro.features == 1  # what its ring will advertise
+    d.introduced(intro, None)
+    tool.outbox.clear()
+    assert ask(tool, Op.SET_FEATURE, b"7", b"3")[0].payload == b"EBUSY\0"
+    guest = d.connect("ring", domid=7)
+    assert ask(guest, Op.GET_FEATURE)[0].payload == b"1\0"
+    assert ask(guest, Op.GET_FEATURE, b"7")[0].payload == b"EACCES\0"
+
+
+def test_quotas_read_and_set_globally_and_per_domain() -> None:
+    d = Daemon()
+    tool = d.connect("tool")
+    names = ask(tool, Op.GET_QUOTA)[0].payload
+    assert names == b"nodes node-size watches transactions outstanding events\0"
+    assert ask(tool, Op.GET_QUOTA, b"watches")[0].payload == b"128\0"
+    assert ask(tool, Op.SET_QUOTA, b"watches", b"5")[0].payload == b"OK\0"
+    assert ask(tool, Op.GET_QUOTA, b"9", b"watches")[0].payload == b"5\0"  # the default
+    assert ask(tool, Op.SET_QUOTA, b"9", b"watches", b"1")[0].payload == b"OK\0"
+    assert ask(tool, Op.GET_QUOTA, b"9", b"watches")[0].payload == b"1\0"
+    assert ask(tool, Op.GET_QUOTA, b"watches")[0].payload == b"5\0"
+    assert ask(tool, Op.GET_QUOTA, b"bogus")[0].payload == b"EINVAL\0"
+    assert ask(tool, Op.SET_QUOTA, b"nodes", b"-1")[0].payload == b"EINVAL\0"
+    guest = d.connect("ring", domid=9)
+    assert ask(guest, Op.GET_QUOTA, b"watches")[0].payload == b"EACCES\0"
+    assert ask(guest, Op.WATCH, b"/a", b"1")[0].payload == b"OK\0"
+    assert ask(guest, Op.WATCH, b"/b", b"2")[0].payload == b"E2BIG\0"
+    ask(tool, Op.SET_QUOTA, b"9", b"watches", b"0")  # 0: no limit
+    assert ask(guest, Op.WATCH, b"/b", b"2")[0].payload == b"OK\0"

@@ -14,9 +14,11 @@ malformed one ``EINVAL``; a stream that breaks the framing is closed.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fata.xen.xs_wire import (
+    FEATURE_ERROR,
+    FEATURE_RECONNECTION,
     PAYLOAD_MAX,
     Message,
     MessageReader,
@@ -27,12 +29,13 @@ from fata.xen.xs_wire import (
     watch_event,
 )
 
-from fata_xenstore_stub.store import Node, Perms, Store, resolve
+from fata_xenstore_stub.store import QUOTA_NAMES, Node, Perms, Store, resolve
 from fata_xenstore_stub.watches import Watch, Watches
 
 OK = b"OK\0"
 CHANGES = {Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.TRANSACTION_START, Op.INTRODUCE,
-           Op.RELEASE, Op.SET_TARGET, Op.RESUME}
+           Op.RELEASE, Op.SET_TARGET, Op.RESUME, Op.SET_FEATURE, Op.SET_QUOTA}
+SUPPORTED = FEATURE_RECONNECTION | FEATURE_ERROR  # what our rings offer
 
 
 def domain_path(domid: int) -> bytes:
@@ -74,7 +77,7 @@ class Session:
     def process(self) -> None:
         """Answer queued requests in order, up to the quota of requests in flight."""
         while self.queue and self.waiting is None and (
-                self.privileged or self.in_flight < self.daemon.store.quotas.outstanding):
+                self.privileged or self.in_flight < self.quota("outstanding")):
             msg = self.queue.popleft()
             answer = self.daemon.handle(self, msg)
             if answer is None:
@@ -92,14 +95,17 @@ class Session:
     def wants_input(self) -> bool:
         """Whether the transport should read more of this connection's requests."""
         return self.privileged or (not self.queue and
-                                   self.in_flight < self.daemon.store.quotas.outstanding)
+                                   self.in_flight < self.quota("outstanding"))
 
     def queue_event(self, data: bytes) -> None:
-        if not self.privileged and len(self.outbox) + self.backlog >= \
-                self.daemon.store.quotas.events:
+        if not self.privileged and len(self.outbox) + self.backlog >= self.quota("events"):
             self.events_dropped += 1
             return
         self.outbox.append(data)
+
+    def quota(self, field: str) -> float:
+        """This connection's domain's limit ``field`` of :class:`~.store.Quotas`."""
+        return self.daemon.store.quotas_for(self.domid).limit(field)
 
     def close(self) -> None:
         """The connection went away: its transactions end uncommitted, its watches go."""
@@ -124,6 +130,7 @@ class Introduction:
     domid: int
     mfn: int
     port: int
+    features: int = SUPPORTED
 
 
 class Daemon:
@@ -139,6 +146,7 @@ class Daemon:
         self.rings = False  # a transport attaches introduced domains' rings
         self.introductions: list[Introduction] = []
         self.releases: list[int] = []
+        self.features: dict[int, int] = {}  # SET_FEATURE before a domain's INTRODUCE
 
     def connect(self, key: object, *, read_only: bool = False, domid: int = 0) -> Session:
         """A new connection: dom0's tools on the sockets, else domain ``domid``'s ring."""
@@ -255,7 +263,7 @@ class Daemon:
             return OK
         if op == Op.TRANSACTION_START:
             if not session.privileged and len(session.transactions) >= \
-                    store.quotas.transactions:
+                    session.quota("transactions"):
                 raise XenstoreError("ENOSPC")
             tx_id = store.transaction_start(session.domid)
             session.transactions.add(tx_id)
@@ -291,16 +299,59 @@ class Daemon:
             if _domid(parts[0] if parts else b"") not in self.domains:
                 raise XenstoreError("ENOENT")
             return OK
+        if op == Op.GET_FEATURE:
+            if not parts:
+                return b"%d\0" % self.features.get(session.domid, SUPPORTED)
+            if not session.privileged:
+                raise XenstoreError("EACCES")
+            return b"%d\0" % self.features.get(_domid(_one(parts)), SUPPORTED)
+        if op == Op.SET_FEATURE:
+            if not session.privileged:
+                raise XenstoreError("EACCES")
+            if len(parts) != 2:
+                raise XenstoreError("EINVAL")
+            domid, features = _domid(parts[0]), _number(parts[1])
+            if features & ~SUPPORTED:
+                raise XenstoreError("EINVAL")
+            if domid in self.domains:  # its ring already advertised what it has
+                raise XenstoreError("EBUSY")
+            self.features[domid] = features
+            return OK
+        if op in (Op.GET_QUOTA, Op.SET_QUOTA):
+            if not session.privileged:
+                raise XenstoreError("EACCES")
+            return self._quota(op, parts)
         if op == Op.CONTROL:
             return OK
         raise XenstoreError("ENOSYS")
+
+    def _quota(self, op: Op, parts: list[bytes]) -> bytes:
+        """``GET_QUOTA [[domid|]quota|]`` and ``SET_QUOTA [domid|]quota|value|``: the
+        global quotas (new domains' defaults) or one domain's; 0 is unlimited."""
+        store = self.store
+        if op == Op.GET_QUOTA and not parts:
+            return b" ".join(QUOTA_NAMES) + b"\0"
+        want = 1 if op == Op.GET_QUOTA else 2
+        if len(parts) not in (want, want + 1) or parts[len(parts) - want] not in QUOTA_NAMES:
+            raise XenstoreError("EINVAL")
+        domid = _domid(parts[0]) if len(parts) == want + 1 else None
+        name = parts[len(parts) - want]
+        quotas = store.quotas if domid is None else store.quotas_for(domid)
+        if op == Op.GET_QUOTA:
+            return b"%d\0" % quotas.get(name)
+        changed = replace(quotas, **{QUOTA_NAMES[name]: _number(parts[-1])})
+        if domid is None:
+            store.quotas = changed
+        else:
+            store.domain_quotas[domid] = changed
+        return OK
 
     def _watch(self, session: Session, parts: list[bytes]) -> bytes:
         if len(parts) != 2:
             raise XenstoreError("EINVAL")
         raw, token = parts
         if not session.privileged and self.watches.count(session) >= \
-                self.store.quotas.watches:
+                session.quota("watches"):
             raise XenstoreError("E2BIG")
         if raw.startswith(b"@"):
             if raw not in (b"@introduceDomain", b"@releaseDomain"):
@@ -329,7 +380,8 @@ class Daemon:
         if domid in self.domains:
             return OK
         if self.rings:
-            self.introductions.append(Introduction(session, msg, domid, mfn, port))
+            self.introductions.append(Introduction(session, msg, domid, mfn, port,
+                                                   self.features.get(domid, SUPPORTED)))
             return None
         self._add_domain(domid)
         return OK
@@ -347,6 +399,8 @@ class Daemon:
             raise XenstoreError("ENOENT")
         self.domains.discard(domid)
         self.store.targets.pop(domid, None)
+        self.store.domain_quotas.pop(domid, None)
+        self.features.pop(domid, None)
         self.releases.append(domid)
         self._pending += self.watches.special(b"@releaseDomain")
         return OK

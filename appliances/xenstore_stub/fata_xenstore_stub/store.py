@@ -186,6 +186,20 @@ class Quotas:
     outstanding: int = 20  # requests read but not yet answered and written
     events: int = 1024  # watch events queued and not yet written
 
+    def get(self, name: bytes) -> int:
+        """The quota called ``name`` on the wire (``GET_QUOTA``); 0 means unlimited."""
+        return getattr(self, QUOTA_NAMES[name])
+
+    def limit(self, field: str) -> float:
+        value = getattr(self, field)
+        return value if value else float("inf")
+
+
+QUOTA_NAMES = {b"nodes": "nodes", b"node-size": "entry_size", b"watches": "watches",
+               b"transactions": "transactions", b"outstanding": "outstanding",
+               b"events": "events"}
+"""``GET_QUOTA``/``SET_QUOTA`` names: the ones ``xenstore.txt`` names, and ours."""
+
 
 class Store:
     """The tree, with ``/`` owned by dom0 and readable by nobody else, and the
@@ -196,6 +210,7 @@ class Store:
                  quotas: Quotas | None = None) -> None:
         self.nodes: dict[bytes, Node] = nodes or {b"/": Node(b"", Perms(0))}
         self.quotas = quotas or Quotas()
+        self.domain_quotas: dict[int, Quotas] = {}  # SET_QUOTA for one domain
         self.owned: Counter[int] = Counter(n.perms.owner for n in self.nodes.values())
         self.targets: dict[int, int] = {}  # SET_TARGET: a domain acting for another
         self.generation = 0
@@ -250,8 +265,9 @@ class Store:
         parent = self._create(view, parent_path, domid, privileged)
         self._check(parent, domid, privileged, "w")
         if not privileged and self.owned[domid] + (
-                view.owned[domid] if view.changes is not None else 0) >= self.quotas.nodes:
-            raise XenstoreError("ENOSPC", f"domain {domid} owns {self.quotas.nodes} nodes")
+                view.owned[domid] if view.changes is not None else 0) >= \
+                self.quotas_for(domid).limit("nodes"):
+            raise XenstoreError("ENOSPC", f"domain {domid} owns its quota of nodes")
         generation = self._tick()
         made = Node(b"", replace(parent.perms, owner=domid), frozenset(), generation)
         view.put(path, made)
@@ -259,6 +275,10 @@ class Store:
                                       generation=generation))
         view.changed.append((path, False))
         return made
+
+    def quotas_for(self, domid: int) -> Quotas:
+        """Domain ``domid``'s quotas: its own if set, else the global ones."""
+        return self.domain_quotas.get(domid, self.quotas)
 
     # -- operations ------------------------------------------------------------------
 
@@ -275,8 +295,8 @@ class Store:
 
     def write(self, path: bytes, value: bytes, domid: int, privileged: bool,
               tx_id: int = 0) -> None:
-        if not privileged and len(value) > self.quotas.entry_size:
-            raise XenstoreError("ENOSPC", f"values are at most {self.quotas.entry_size} bytes")
+        if not privileged and len(value) > self.quotas_for(domid).limit("entry_size"):
+            raise XenstoreError("ENOSPC", f"a value of {len(value)} bytes is over the quota")
         view = self._view(tx_id)
         existed = view.get(path) is not None
         node = self._create(view, path, domid, privileged)

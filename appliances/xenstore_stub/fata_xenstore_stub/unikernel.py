@@ -200,7 +200,7 @@ class XenstoreAppliance:
             self._flush_later()
             return
         ring = XsRing(memoryview(page), server=True)
-        ring.advertise()
+        ring.advertise(intro.features)
         self.rings[intro.domid] = self._serve_ring(intro.domid, page, ring, channel)
         self.daemon.introduced(intro, None)
         self._flush_later()

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import platform
 
+from fata.xen.xs_wire import FEATURE_ERROR, FEATURE_RECONNECTION
+
 RING_SIZE = 1024
 MASK = RING_SIZE - 1
 PAGE = 4096
 REQ, RSP = 0, RING_SIZE
 REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD, FEATURES, CONNECTION, ERROR = range(512, 519)
 
-FEATURE_RECONNECTION = 1
-FEATURE_ERROR = 2
 CONNECTED, RECONNECT = 0, 1
 ERROR_NONE, ERROR_COMM, ERROR_RINGIDX, ERROR_PROTO = 0, 1, 2, 3
 
@@ -118,11 +118,12 @@ class XsRing:
     def error(self) -> int:
         return self._words[ERROR]
 
-    def advertise(self) -> None:
-        """Server: offer reconnection and the error field, before any data moves."""
+    def advertise(self, features: int = FEATURE_RECONNECTION | FEATURE_ERROR) -> None:
+        """Server: offer ``features`` (reconnection and the error field unless the
+        toolstack chose fewer), before any data moves."""
         self._server_only()
         self._words[ERROR] = ERROR_NONE
-        self._words[FEATURES] = FEATURE_RECONNECTION | FEATURE_ERROR
+        self._words[FEATURES] = features
 
     def fail(self, error: int) -> None:
         """Server: say why we stopped talking on this ring."""

@@ -25,6 +25,8 @@ PAYLOAD_MAX = 4096
 ABS_PATH_MAX = 3072
 REL_PATH_MAX = 2048
 RING_SIZE = 1024  # each of a domain ring's request and response rings
+FEATURE_RECONNECTION = 1  # XENSTORE_SERVER_FEATURE_*: what a ring's server offers
+FEATURE_ERROR = 2
 
 
 class Op(enum.IntEnum):
@@ -52,6 +54,10 @@ class Op(enum.IntEnum):
     SET_TARGET = 19
     RESET_WATCHES = 21  # XS_SET_TARGET + 2: XS_RESTRICT (20) was removed
     DIRECTORY_PART = 22
+    GET_FEATURE = 23  # these four are in xenstore.txt and Xen 4.20's xs_wire.h,
+    SET_FEATURE = 24  # not yet in Debian 12's (4.17)
+    GET_QUOTA = 25
+    SET_QUOTA = 26
     INVALID = 0xFFFF
 
 
