@@ -20,7 +20,8 @@ APPLIANCE = ROOT / "appliances" / "xenstore_stub"
 
 
 class RunningXenstore(LoggedProcess):
-    def __init__(self, tmp: Path, store: Path, run_options: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: Path, store: Path, run_options: tuple[str, ...] = (),
+                 app_args: tuple[str, ...] = ()) -> None:
         self.socket = tmp / "socket"
         self.log = tmp / f"xenstored-{len(list(tmp.glob('xenstored-*')))}.log"
         env = dict(os.environ)
@@ -28,7 +29,7 @@ class RunningXenstore(LoggedProcess):
         python = str(PYTHON) if PYTHON.exists() else sys.executable
         self.proc = subprocess.Popen(
             [python, "-m", "fata", "run", str(APPLIANCE), *run_options, "--", "--socket",
-             str(self.socket), "--store", str(store)],
+             str(self.socket), "--store", str(store), *app_args],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
         wait_until(self._ready, 90, "the daemon listening", self.output)
 
