@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import queue
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -45,6 +48,28 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s\n{detail()}")
         time.sleep(0.05)
+
+
+class Lines:
+    """A child's text pipe read line by line on a thread, so that a test waits for the next
+    line with a deadline: a peer that stays silent fails the test instead of hanging it
+    (``select`` cannot be trusted here, the pipe's reader buffers lines ahead)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put("")  # the end, as readline() says it
+
+    def next(self, timeout: float, what: str = "a line") -> str:
+        """The next line ("" once the pipe has ended)."""
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no {what} within {timeout} s") from None
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
+from appliance_util import PYTHON, ROOT, Lines, LoggedProcess, wait_until
 from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient
 from fata.xen.hypervisor import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
 from fata.xen.xs_wire import Message, MessageReader, Op
@@ -63,9 +63,10 @@ class Guest:
             [python(), str(GUEST)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, pass_fds=(fd,), env=dict(env(), **{DOMAIN_FD_ENV: str(fd)}))
         os.close(fd)
+        self.lines = Lines(self.proc.stdout)
 
     def step(self) -> dict:
-        line = self.proc.stdout.readline()
+        line = self.lines.next(60, "step of the guest")
         assert line, f"the guest ended: {self.proc.wait(10)} {self.proc.stderr.read()}"
         return json.loads(line)
 
@@ -107,8 +108,9 @@ def test_a_guest_domain_is_served_on_its_ring(platform) -> None:
     assert ask(daemon.socket, Op.IS_DOMAIN_INTRODUCED, b"%d" % domid) == "T"
     guest = Guest(handle)
     expected = [
-        ("domid", domid), ("home", home), ("write", "OK"), ("read", "from the guest"),
-        ("peek", "error EACCES"), ("trespass", "error EACCES"), ("watch", "OK"),
+        ("domid", domid), ("home", home), ("features", 3), ("write", "OK"),
+        ("read", "from the guest"), ("peek", "error EACCES"), ("trespass", "error EACCES"),
+        ("quota", "error EACCES"), ("watch", "OK"),
         ("event", ["control/shutdown", "sd"]), ("waiting", None)]
     for step, value in expected:
         got = guest.step()

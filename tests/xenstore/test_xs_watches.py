@@ -20,9 +20,12 @@ def _events(store: Store, watches: Watches) -> list[tuple[object, bytes, bytes]]
 def test_a_watch_fires_on_registration_and_on_changes_at_and_below() -> None:
     store, watches = Store(), Watches()
     assert watches.add(Watch("c1", b"/a", b"tok")) == ("c1", b"/a", b"tok")
-    store.write(b"/a/b/c", b"1", DOM0, True)
-    assert _events(store, watches) == [("c1", b"/a", b"tok"), ("c1", b"/a/b", b"tok"),
-                                       ("c1", b"/a/b/c", b"tok")]
+    store.write(b"/a/b/c", b"1", DOM0, True)  # parents made on the way fire nothing
+    assert _events(store, watches) == [("c1", b"/a/b/c", b"tok")]  # of their own (C daemon)
+    store.mkdir(b"/a/b", DOM0, True)  # already there: nothing changes, nothing fires
+    assert _events(store, watches) == []
+    store.mkdir(b"/a/d", DOM0, True)
+    assert _events(store, watches) == [("c1", b"/a/d", b"tok")]
     store.write(b"/ab", b"x", DOM0, True)  # a sibling with the same prefix is not below
     assert _events(store, watches) == []
     watches.add(Watch("c2", b"/a/b/c", b"deep"))
@@ -36,7 +39,7 @@ def test_relative_and_special_watches() -> None:
     assert watches.add(Watch("g", strip + b"device", b"t", strip)) == ("g", b"device", b"t")
     watches.add(Watch("d0", b"@releaseDomain", b"r"))
     store.write(strip + b"device/vif", b"", DOM0, True)
-    assert _events(store, watches) == [("g", b"device", b"t"), ("g", b"device/vif", b"t")]
+    assert _events(store, watches) == [("g", b"device/vif", b"t")]
     assert watches.special(b"@releaseDomain") == [("d0", b"@releaseDomain", b"r")]
 
 

@@ -273,7 +273,6 @@ class Store:
         view.put(path, made)
         view.put(parent_path, replace(parent, children=parent.children | {name_of(path)},
                                       generation=generation))
-        view.changed.append((path, False))
         return made
 
     def quotas_for(self, domid: int) -> Quotas:
@@ -298,15 +297,17 @@ class Store:
         if not privileged and len(value) > self.quotas_for(domid).limit("entry_size"):
             raise XenstoreError("ENOSPC", f"a value of {len(value)} bytes is over the quota")
         view = self._view(tx_id)
-        existed = view.get(path) is not None
         node = self._create(view, path, domid, privileged)
         self._check(node, domid, privileged, "w")
         view.put(path, replace(node, value=value, generation=self._tick()))
-        if existed:  # a node made now was recorded as changed when it was made
-            view.changed.append((path, False))
+        view.changed.append((path, False))  # one event for the path, not for each parent
+        # made on the way, as the C daemon fires: watchers above see the path anyway
 
     def mkdir(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
-        self._create(self._view(tx_id), path, domid, privileged)
+        view = self._view(tx_id)
+        if view.get(path) is None:  # an existing node: nothing changes, nothing fires
+            self._create(view, path, domid, privileged)
+            view.changed.append((path, False))
 
     def rm(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
         if path == b"/":
