@@ -88,36 +88,58 @@ def test_xenstore_watch_sees_the_changes(daemon: RunningXenstore) -> None:
     assert (first, second) == ("/dev\n", "/dev/vif\n")
 
 
-def test_sigkill_mid_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+TX_LOADER = Path(__file__).with_name("tx_loader.py")
+
+
+def test_sigkill_mid_writes_and_transactions_loses_nothing_acknowledged(
+        tmp_path: Path) -> None:
+    """Five times: xenstore-write in a loop and transactions of three writes (Fata's
+    client) in another, SIGKILL at a random moment, restart on the same store.  Every
+    acknowledged write and transaction is there; every transaction is whole or absent."""
     store = tmp_path / "store"
     acknowledged: dict[str, str] = {}
+    committed: list[str] = []  # prefixes of acknowledged transactions
+    begun: list[str] = []  # every transaction's prefix, acknowledged or not
     rng = random.Random(4)
-    for round_ in range(3):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "core"), str(APPLIANCE)]))
+    for round_ in range(5):
         run = tmp_path / f"run{round_}"
         run.mkdir()
         daemon = RunningXenstore(run, store)
-        env = dict(os.environ, XENSTORED_PATH=str(daemon.socket))
+        env["XENSTORED_PATH"] = str(daemon.socket)
         writer = subprocess.Popen(
             ["sh", "-c", f"i=0; while xenstore-write /load/r{round_}/k$i v$i && echo $i; do "
              "i=$((i+1)); done"], stdout=subprocess.PIPE, text=True, env=env)
-        done = []
-        stop_after = rng.randint(5, 40)
-        while len(done) < stop_after:
-            line = writer.stdout.readline()
-            if not line:
-                break
-            done.append(int(line))
-        daemon.proc.send_signal(signal.SIGKILL)  # mid-load: writes in flight
+        python = str(PYTHON) if PYTHON.exists() else sys.executable
+        txs = subprocess.Popen([python, str(TX_LOADER), str(daemon.socket), f"/tx/r{round_}"],
+                               stdout=subprocess.PIPE, text=True, env=env)
+        writes, commits = Lines(writer.stdout), Lines(txs.stdout)
+        done = [int(writes.next(30, "acknowledged write"))
+                for _ in range(rng.randint(5, 40))]
+        tx_done = [int(commits.next(30, "committed transaction"))
+                   for _ in range(rng.randint(2, 20))]
+        daemon.proc.send_signal(signal.SIGKILL)  # mid-load: writes and commits in flight
         daemon.proc.wait(10)
-        writer.wait(30)
+        for child, lines in ((writer, writes), (txs, commits)):
+            child.wait(30)
+            more = iter(lambda lines=lines: lines.next(10, "end of output"), "")
+            (done if child is writer else tx_done).extend(int(line) for line in more)
         for i in done:  # echoed after xenstore-write returned: acknowledged
             acknowledged[f"/load/r{round_}/k{i}"] = f"v{i}"
-    assert len(acknowledged) >= 5  # the writes ran before each kill
+        committed += [f"/tx/r{round_}/t{i}" for i in tx_done]
+        begun += [f"/tx/r{round_}/t{i}" for i in range(max(tx_done) + 2)]
     (tmp_path / "final").mkdir()
     again = RunningXenstore(tmp_path / "final", store)
     try:
         for path, value in acknowledged.items():
             assert again.tool("xenstore-read", path).stdout == value + "\n", path
+        for prefix in begun:
+            i = prefix.rsplit("t", 1)[1]
+            found = [again.tool("xenstore-read", f"{prefix}/{part}", check=False).stdout
+                     for part in "abc"]
+            whole = found == [f"{i}{part}\n" for part in "abc"]
+            assert whole or found == ["", "", ""], (prefix, found)  # all or nothing
+            assert whole or prefix not in committed, prefix
     finally:
         again.stop()
 

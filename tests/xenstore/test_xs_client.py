@@ -187,10 +187,11 @@ class InProcessDaemon:
         self.chunk = chunk
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def connect(self) -> Flow:
-        """A new connection, whose client end reads ``chunk`` bytes at a time."""
+    async def connect(self, domid: int = 0) -> Flow:
+        """A new connection (dom0's, or as domain ``domid``'s ring would be), whose client
+        end reads ``chunk`` bytes at a time."""
         client, server = MemoryFlow.pair(self.chunk)
-        session = self.daemon.connect(server)
+        session = self.daemon.connect(server, domid=domid)
         task = asyncio.get_running_loop().create_task(self._serve(session, server))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

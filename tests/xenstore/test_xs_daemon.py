@@ -151,13 +151,28 @@ def test_watch_events_only_for_what_the_watcher_may_read() -> None:
     ask(tool, Op.SET_PERMS, b"/shared", b"r0")  # everyone may read it
     assert ask(guest, Op.WATCH, b"/shared", b"t")[1].op == Op.WATCH_EVENT
     ask(tool, Op.WRITE, raw=b"/shared/open\0hello")  # inherits r0: the guest hears of it
-    ask(tool, Op.WRITE, raw=b"/shared/secret\0key")
-    ask(tool, Op.SET_PERMS, b"/shared/secret", b"n0")  # the change after this is hidden
+    ask(tool, Op.WRITE, raw=b"/shared/vault/key\0k")
     guest.outbox.clear()
-    ask(tool, Op.WRITE, raw=b"/shared/secret\0new key")
+    ask(tool, Op.SET_PERMS, b"/shared/vault", b"n0")  # heard: the guest could read it
+    ask(tool, Op.SET_PERMS, b"/shared/vault/key", b"n0")  # heard: its parent was readable
+    ask(tool, Op.WRITE, raw=b"/shared/vault/key\0new key")  # hidden: node and parent are
+    ask(tool, Op.WRITE, raw=b"/shared/vault\0v")  # heard: its parent is readable
     ask(tool, Op.WRITE, raw=b"/shared/open\0again")
     heard = [m.payload for m in MessageReader().feed(b"".join(guest.outbox))]
-    assert heard == [b"/shared/open\0t\0"]
+    assert heard == [b"/shared/vault\0t\0", b"/shared/vault/key\0t\0", b"/shared/vault\0t\0",
+                     b"/shared/open\0t\0"]
+    guest.outbox.clear()
+    ask(tool, Op.RM, b"/shared/vault")  # heard: the parent (still) readable
+    heard = [m.payload for m in MessageReader().feed(b"".join(guest.outbox))]
+    assert heard == [b"/shared/vault\0t\0"]
+    guest.outbox.clear()
+    ask(tool, Op.WRITE, raw=b"/hidden/a/b\0x")
+    ask(tool, Op.SET_PERMS, b"/hidden/a", b"n0", b"r5")
+    assert ask(guest, Op.WATCH, b"/hidden/a/b", b"u")[1].op == Op.WATCH_EVENT
+    guest.outbox.clear()
+    ask(tool, Op.RM, b"/hidden/a")  # b was readable only by its parent: the guest hears
+    heard = [m.payload for m in MessageReader().feed(b"".join(guest.outbox))]
+    assert heard == [b"/hidden/a/b\0u\0"]
 
 
 def test_set_target_lets_a_device_model_act_for_its_guest() -> None:

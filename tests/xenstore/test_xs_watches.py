@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fata.xen.xs_wire import XenstoreError
-from fata_xenstore_stub.store import Store
+from fata_xenstore_stub.store import Change, Store
 from fata_xenstore_stub.watches import Watch, Watches
 
 DOM0 = 0
@@ -65,4 +65,4 @@ def test_registration_errors_and_reset() -> None:
     watches.remove("c", b"/p", b"k")
     assert watches.count("c") == 0 and watches.count("other") == 1
     watches.reset("other")
-    assert watches.fire([(b"/p", False)]) == []
+    assert watches.fire([Change(b"/p")]) == []

@@ -29,7 +29,7 @@ from fata.xen.xs_wire import (
     watch_event,
 )
 
-from fata_xenstore_stub.store import QUOTA_NAMES, Node, Perms, Store, resolve
+from fata_xenstore_stub.store import QUOTA_NAMES, Change, Node, Perms, Store, parent_of, resolve
 from fata_xenstore_stub.watches import Watch, Watches
 
 OK = b"OK\0"
@@ -184,16 +184,22 @@ class Daemon:
                 session.queue_event(watch_event(path, token).encode())
         self._pending.clear()
 
-    def _may_read(self, session: object, path: bytes) -> bool:
-        """Whether a watcher may learn of a change at ``path``: privileged ones always,
-        others if they may read the node (for a node now gone, its nearest remaining
-        ancestor, which is what they could list)."""
+    def _may_read(self, session: object, path: bytes, change: Change) -> bool:
+        """Whether a watcher may learn of ``change`` at ``path``: privileged ones always,
+        others if they may read the node or its parent, or could before the change (a
+        removed node, lost permissions): the C daemon's ``watch_permitted``."""
         if not isinstance(session, Session) or session.privileged:
             return True
-        nodes = self.store.nodes
-        while path not in nodes:
-            path = path.rsplit(b"/", 1)[0] or b"/"
-        return self.store.may(nodes[path], session.domid, "r")
+        nodes, before = self.store.nodes, change.before or {}
+        allowed = self.store.perms_allow
+        if path in before and allowed(before[path], session.domid, "r"):
+            return True
+        for at in (path, parent_of(path)):
+            node = nodes.get(at)
+            perms = node.perms if node is not None else before.get(at)
+            if perms is not None and allowed(perms, session.domid, "r"):
+                return True
+        return False
 
     def handle(self, session: Session, msg: Message) -> Message | None:
         """The answer to one request (its effects recorded, its events queued), or None

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from fata.xen.xs_wire import ABS_PATH_MAX, REL_PATH_MAX, XenstoreError
 
@@ -115,6 +116,17 @@ def name_of(path: bytes) -> bytes:
     return path.rsplit(b"/", 1)[1]
 
 
+class Change(NamedTuple):
+    """One change for the watches: ``path`` written, made or removed (``subtree``: the
+    node and everything below went, so watches inside fire too), and the permissions
+    nodes had before (the removed ones; the node whose permissions changed), since a
+    watcher who could read a node hears of its removal or of losing it (the C daemon)."""
+
+    path: bytes
+    subtree: bool = False
+    before: dict[bytes, Perms] | None = None
+
+
 @dataclass
 class View:
     """What one operation reads and changes: the committed tree, or a transaction's
@@ -123,7 +135,7 @@ class View:
     nodes: dict[bytes, Node]
     changes: dict[bytes, Node | None] | None = None  # a transaction's writes (None: removed)
     seen: dict[bytes, int] | None = None  # generations a transaction's reads relied on
-    changed: list[tuple[bytes, bool]] = field(default_factory=list)  # (path, subtree gone)
+    changed: list[Change] = field(default_factory=list)
     effects: list[tuple[bytes, Node | None]] = field(default_factory=list)
     owned: Counter[int] = field(default_factory=Counter)  # nodes per owner (the quota's)
 
@@ -165,7 +177,7 @@ class Transaction:
     nodes: dict[bytes, Node]
     changes: dict[bytes, Node | None] = field(default_factory=dict)
     seen: dict[bytes, int] = field(default_factory=dict)
-    changed: list[tuple[bytes, bool]] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
     owned: Counter[int] = field(default_factory=Counter)  # the change to the store's counts
 
     def view(self) -> View:
@@ -216,7 +228,7 @@ class Store:
         self.generation = 0
         self.transactions: dict[int, Transaction] = {}
         self._next_tx = 1
-        self.changed: list[tuple[bytes, bool]] = []  # paths changed, and whether subtrees
+        self.changed: list[Change] = []  # for the watches
         self.effects: list[tuple[bytes, Node | None]] = []  # node states, for the journal
 
     # -- helpers ---------------------------------------------------------------------
@@ -238,10 +250,13 @@ class Store:
         """Whether unprivileged ``domid`` may ``want`` (``r``/``w``) ``node``: by its own
         rights, or by those of the domain it was made the target of (``SET_TARGET``: a
         device model acts for its guest)."""
-        if node.perms.allows(domid, want):
+        return self.perms_allow(node.perms, domid, want)
+
+    def perms_allow(self, perms: Perms, domid: int, want: str) -> bool:
+        if perms.allows(domid, want):
             return True
         target = self.targets.get(domid)
-        return target is not None and node.perms.allows(target, want)
+        return target is not None and perms.allows(target, want)
 
     def _check(self, node: Node, domid: int, privileged: bool, want: str) -> None:
         if not privileged and not self.may(node, domid, want):
@@ -300,14 +315,14 @@ class Store:
         node = self._create(view, path, domid, privileged)
         self._check(node, domid, privileged, "w")
         view.put(path, replace(node, value=value, generation=self._tick()))
-        view.changed.append((path, False))  # one event for the path, not for each parent
+        view.changed.append(Change(path))  # one event for the path, not for each parent
         # made on the way, as the C daemon fires: watchers above see the path anyway
 
     def mkdir(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
         view = self._view(tx_id)
         if view.get(path) is None:  # an existing node: nothing changes, nothing fires
             self._create(view, path, domid, privileged)
-            view.changed.append((path, False))
+            view.changed.append(Change(path))
 
     def rm(self, path: bytes, domid: int, privileged: bool, tx_id: int = 0) -> None:
         if path == b"/":
@@ -321,16 +336,17 @@ class Store:
         parent = self._existing(view, parent_of(path), domid, privileged, "w")
         self._check(node, domid, privileged, "w")
         generation = self._tick()
-        stack = [path]
+        stack, perms = [path], {}
         while stack:
             current = stack.pop()
             gone = view.get(current)
             if gone is not None:
                 stack += [current + b"/" + child for child in gone.children]
+                perms[current] = gone.perms
             view.put(current, None)
         view.put(parent_of(path), replace(parent, children=parent.children - {name_of(path)},
                                           generation=generation))
-        view.changed.append((path, True))
+        view.changed.append(Change(path, True, perms))
 
     def set_perms(self, path: bytes, perms: Perms, domid: int, privileged: bool,
                   tx_id: int = 0) -> None:
@@ -339,7 +355,7 @@ class Store:
         if not privileged and node.perms.owner not in (domid, self.targets.get(domid)):
             raise XenstoreError("EPERM", "only the owner changes permissions")
         view.put(path, replace(node, perms=perms, generation=self._tick()))
-        view.changed.append((path, False))
+        view.changed.append(Change(path, False, {path: node.perms}))
 
     # -- transactions ----------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from fata.xen.xs_wire import XenstoreError
 
+from fata_xenstore_stub.store import Change
+
 
 @dataclass(frozen=True, slots=True)
 class Watch:
@@ -68,14 +70,16 @@ class Watches:
     def count(self, conn: object) -> int:
         return len(self._by_conn.get(conn, {}))
 
-    def fire(self, changed: list[tuple[bytes, bool]],
-             allowed: Callable[[object, bytes], bool] | None = None
+    def fire(self, changed: list[Change],
+             allowed: Callable[[object, bytes, Change], bool] | None = None
              ) -> list[tuple[object, bytes, bytes]]:
         """The events for store changes: ``(conn, path as shown, token)``, once per watch
-        and changed path, in order; ``allowed(conn, path)`` says whether that connection
-        may learn of a change at ``path`` (read permission, as the C daemon checks)."""
+        and changed path, in order; ``allowed(conn, path, change)`` says whether that
+        connection may learn of ``change`` at ``path`` (read permission, as the C daemon
+        checks)."""
         out = []
-        for path, subtree in changed:
+        for change in changed:
+            path, subtree = change.path, change.subtree
             for mine in self._by_conn.values():
                 for watch in mine.values():
                     if watch.path.startswith(b"@"):
@@ -86,7 +90,7 @@ class Watches:
                         event = watch.path
                     else:
                         continue
-                    if allowed is None or allowed(watch.conn, event):
+                    if allowed is None or allowed(watch.conn, event, change):
                         out.append((watch.conn, watch.shown(event), watch.token))
         return out
 

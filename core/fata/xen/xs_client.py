@@ -150,7 +150,9 @@ class XenstoreClient:
 
     Watch events of every watch of this connection queue up until taken with
     :meth:`next_event` or :meth:`events`; the queue is not bounded, as libxenstore's is not,
-    so a client that watches must read them.
+    so a client that watches must read them.  A watch made with :meth:`subscribe` has a
+    queue of its own instead, so that many drivers share one connection, each waiting only
+    for its own events.
     """
 
     def __init__(self, flow: Flow) -> None:
@@ -159,6 +161,8 @@ class XenstoreClient:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._sending = asyncio.Lock()  # one whole message at a time on the flow
         self._events: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self._subscriptions: dict[bytes, Subscription] = {}
+        self._next_token = 0
         self._ended = False
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -198,7 +202,8 @@ class XenstoreClient:
 
     def _deliver(self, event: Event) -> None:
         if isinstance(event, WatchEvent):
-            self._events.put_nowait(event)
+            sub = self._subscriptions.get(event.token)
+            (self._events if sub is None else sub._queue).put_nowait(event)
             return
         waiter = self._waiting.pop(event.req_id, None)
         if waiter is not None and not waiter.done():  # else its caller was cancelled
@@ -215,6 +220,8 @@ class XenstoreClient:
                 waiter.set_exception(error)
         self._waiting.clear()
         self._events.put_nowait(None)
+        for sub in self._subscriptions.values():
+            sub._queue.put_nowait(None)
 
     async def _call(self, op: Op, *parts: Text, tx: int = 0) -> Message:
         """Send one request and wait for its answer (``XenstoreError`` for ``ERROR``)."""
@@ -321,6 +328,23 @@ class XenstoreClient:
     async def reset_watches(self) -> None:
         """Remove every watch of this connection."""
         await self._call(Op.RESET_WATCHES, b"")
+
+    async def subscribe(self, path: Text, token: Text | None = None) -> Subscription:
+        """Watch ``path`` with its own queue of events (the first, at registration, is
+        already in it when this returns); ``token`` is made unique if not given."""
+        if token is None:
+            self._next_token += 1
+            token = b"fata-%d" % self._next_token
+        sub = Subscription(self, _bytes(path), _bytes(token))
+        if sub.token in self._subscriptions:
+            raise ValueError(f"token {sub.token!r} is already subscribed")
+        self._subscriptions[sub.token] = sub
+        try:
+            await self.watch(sub.path, sub.token)
+        except BaseException:
+            del self._subscriptions[sub.token]
+            raise
+        return sub
 
     async def next_event(self) -> WatchEvent:
         """The next watch event; ``ConnectionError`` once the connection ended and every
@@ -447,6 +471,43 @@ class XenstoreClient:
         """Set quota ``name`` globally (for domains without their own) or for ``domid``."""
         head = () if domid is None else (b"%d" % domid,)
         await self._call(Op.SET_QUOTA, *head, _bytes(name), b"%d" % value)
+
+
+class Subscription:
+    """One watch of a :class:`XenstoreClient` with its own event queue; ``close`` (or
+    leaving an ``async with``) removes the watch."""
+
+    def __init__(self, client: XenstoreClient, path: bytes, token: bytes) -> None:
+        self.path, self.token = path, token
+        self._client = client
+        self._queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def next(self) -> WatchEvent:
+        """The next event of this watch; ``ConnectionError`` once the connection ended."""
+        event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)
+            raise ConnectionError("the xenstore connection ended")
+        return event
+
+    def pending(self) -> bool:
+        """Whether an event is waiting (so a caller can drain a burst before acting)."""
+        return not self._queue.empty()
+
+    async def close(self) -> None:
+        """Remove the watch; events the daemon sent before its answer still land here
+        (it answers in order), so none reach the connection's shared queue."""
+        if self._client._subscriptions.get(self.token) is not self:
+            return
+        with suppress(XenstoreError, ConnectionError):
+            await self._client.unwatch(self.path, self.token)
+        self._client._subscriptions.pop(self.token, None)
 
 
 def _bytes(text: Text) -> bytes:
