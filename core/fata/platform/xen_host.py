@@ -5,7 +5,9 @@ Domain 0's tools connect to the hypervisor's socket (``fata run --xen-hypervisor
 a guest inherits its connection from whoever created its domain (the descriptor number in
 ``FATA_XEN_DOMAIN_FD``).  Requests are asked one at a time, each answered in order on the
 same ``SOCK_SEQPACKET`` connection, and the descriptors an answer grants become mappings
-and :class:`~fata.xen.evtchn.EventChannel`\\ s here.
+and :class:`~fata.xen.evtchn.EventChannel`\\ s here.  A grant's descriptor is mapped as
+soon as it arrives and closed (the mapping keeps its own); the allocations and maps of a
+connection end with it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import json
 import mmap
 import os
 import socket
+import weakref
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
-from fata.devices.xen import XenControl
+from fata.devices.xen import GrantAllocation, GrantMapping, XenControl
 from fata.platform import PlatformError
 from fata.platform.registry import DeviceContext
 from fata.platform.xs_ring_flow import RingFlow
@@ -49,6 +53,8 @@ class HypervisorClient(XenControl):
         self._memory: dict[int, tuple[int, int]] = {}  # domid -> (memfd, pages)
         self._maps: list[mmap.mmap] = []
         self._channels: dict[int, EventChannel] = {}
+        self._allocations: weakref.WeakSet[GrantAllocation] = weakref.WeakSet()
+        self._grant_maps: dict[int, GrantMapping] = {}  # handle -> mapping
 
     @classmethod
     async def connect(cls, path: str) -> HypervisorClient:
@@ -140,6 +146,57 @@ class HypervisorClient(XenControl):
     async def alloc_unbound(self, dom: int, remote: int) -> int:
         return (await self.call("alloc_unbound", dom=dom, remote=remote))[0]["port"]
 
+    async def grant_alloc(self, remote: int, count: int = 1,
+                          readonly: bool = False) -> GrantAllocation:
+        answer, fds = await self.call("grant_alloc", remote=remote, count=count,
+                                      readonly=readonly)
+        grefs = answer["grefs"]
+        try:
+            # Mapped before the caller hands the grefs out: a read-only allocation is sealed
+            # against new writable mappings at its first map (a remote that guessed its
+            # grefs and mapped sooner only breaks the grant it was given).
+            memory = mmap.mmap(fds[0], len(grefs) * PAGE_SIZE, mmap.MAP_SHARED,
+                               mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError:
+            for gref in grefs:  # one mapped already ends as this connection closes
+                with suppress(HypervisorError, ConnectionError):
+                    await self.call("grant_end", gref=gref)
+            raise
+        finally:
+            os.close(fds[0])
+        allocation = GrantAllocation(memory, grefs, answer["remote"], answer["readonly"])
+        self._allocations.add(allocation)
+        return allocation
+
+    async def grant_end(self, gref: int) -> None:
+        await self.call("grant_end", gref=gref)
+
+    async def grant_map(self, domid: int, grefs: Sequence[int],
+                        writable: bool = True) -> GrantMapping:
+        answer, fds = await self.call("grant_map", domid=domid, grefs=list(grefs),
+                                      writable=writable)
+        pages: list[int] = answer["pages"]
+        first = min(pages)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        try:  # one mapping from the first page asked for to the last
+            memory = mmap.mmap(fds[0], (max(pages) - first + 1) * PAGE_SIZE,
+                               mmap.MAP_SHARED, prot, offset=first * PAGE_SIZE)
+        except OSError:
+            with suppress(HypervisorError, ConnectionError):
+                await self.call("grant_unmap", handle=answer["handle"])
+            raise
+        finally:
+            os.close(fds[0])
+        mapping = GrantMapping(answer["handle"], answer["domid"], grefs, pages, writable,
+                               memory, first)
+        self._grant_maps[mapping.handle] = mapping
+        return mapping
+
+    async def grant_unmap(self, mapping: GrantMapping) -> None:
+        mapping.close()
+        self._grant_maps.pop(mapping.handle, None)
+        await self.call("grant_unmap", handle=mapping.handle)
+
     async def bind_interdomain(self, remote_dom: int, remote_port: int) -> EventChannel:
         answer, fds = await self.call("bind_interdomain", remote_dom=remote_dom,
                                       remote_port=remote_port)
@@ -166,6 +223,10 @@ class HypervisorClient(XenControl):
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        for pages in [*self._grant_maps.values(), *self._allocations]:
+            with suppress(BufferError):  # the hypervisor unmaps them as the connection goes
+                pages.close()
+        self._grant_maps.clear()
         for mapping in self._maps:
             with suppress(BufferError):  # a view of it is still alive: the GC unmaps it
                 mapping.close()
@@ -200,6 +261,20 @@ class NoHypervisor(XenControl):
         raise self._absent()
 
     async def alloc_unbound(self, dom: int, remote: int) -> int:
+        raise self._absent()
+
+    async def grant_alloc(self, remote: int, count: int = 1,
+                          readonly: bool = False) -> GrantAllocation:
+        raise self._absent()
+
+    async def grant_end(self, gref: int) -> None:
+        raise self._absent()
+
+    async def grant_map(self, domid: int, grefs: Sequence[int],
+                        writable: bool = True) -> GrantMapping:
+        raise self._absent()
+
+    async def grant_unmap(self, mapping: GrantMapping) -> None:
         raise self._absent()
 
     async def bind_interdomain(self, remote_dom: int, remote_port: int) -> EventChannel:
