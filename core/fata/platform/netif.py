@@ -6,6 +6,8 @@
   address: the host side is a plain link; CAP_NET_ADMIN unless an administrator made it);
 - ``--netif NAME=if:IFNAME``: the existing interface ``IFNAME`` through a packet socket (a
   veth end in a network namespace; CAP_NET_RAW);
+- ``--netif NAME=xen:DEVID``: the guest's vif ``DEVID`` on the Xen platform (netfront,
+  ``fata.platform.xen_netfront``: only in a guest domain, needing no privilege at all);
 - ``--netif IFNAME`` (no ``=``): the short form, the direct stack's own interface, a TAP.
 
 A port not named on the command line is TAP ``fata-NAME``.  The option is shared with
@@ -22,14 +24,15 @@ from fata.devices.netif import Netif
 from fata.platform import PlatformError
 from fata.platform.registry import DeviceContext
 
-KINDS = ("tap", "if")
+KINDS = ("tap", "if", "xen")
 IFNAMSIZ = 15
 _ADDED = "_fata_netif_option"
 
 
 @dataclass(frozen=True)
 class NetifChoice:
-    """What one port is: ``kind`` ``tap`` or ``if``, and the host interface's name."""
+    """What one port is: ``kind`` ``tap``, ``if`` or ``xen``, and the host interface's
+    name (for ``xen``, the vif's number)."""
 
     kind: str
     ifname: str
@@ -41,9 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return
     setattr(parser, _ADDED, True)
     parser.add_argument(
-        "--netif", action="append", default=[], metavar="NAME=tap:IF|NAME=if:IF|IF",
-        help="what a port is: a TAP Fata creates (tap:IF) or an existing interface (if:IF); "
-             "a bare IF is the TAP of the direct stack's own interface; repeatable")
+        "--netif", action="append", default=[], metavar="NAME=tap:IF|NAME=if:IF|NAME=xen:N|IF",
+        help="what a port is: a TAP Fata creates (tap:IF), an existing interface (if:IF) or, "
+             "in a Xen guest, its vif N (xen:N); a bare IF is the TAP of the direct stack's "
+             "own interface; repeatable")
 
 
 def netif_choices(options: argparse.Namespace) -> tuple[str | None, dict[str, NetifChoice]]:
@@ -60,7 +64,8 @@ def netif_choices(options: argparse.Namespace) -> tuple[str | None, dict[str, Ne
             continue
         kind, colon, ifname = rest.partition(":")
         if not name or not colon or kind not in KINDS:
-            raise PlatformError(f"--netif {text!r}: expected NAME=tap:IFNAME or NAME=if:IFNAME")
+            raise PlatformError(f"--netif {text!r}: expected NAME=tap:IFNAME, NAME=if:IFNAME "
+                                "or NAME=xen:DEVID")
         if name in named:
             raise PlatformError(f"--netif: port {name!r} is given twice")
         named[name] = NetifChoice(kind, _ifname(text, ifname))
@@ -87,6 +92,12 @@ async def open_choice(choice: NetifChoice, *, mtu: int | None = None,
         from fata.platform.packet import PacketNetif
 
         return PacketNetif.open(choice.ifname)
+    if choice.kind == "xen":
+        from fata.platform.xen_netfront import open_netfront
+
+        if not choice.ifname.isdigit():
+            raise PlatformError(f"--netif ...=xen:{choice.ifname}: a vif is a number")
+        return await open_netfront(int(choice.ifname))
     from fata.platform.tap import TapNetif, configure_host
 
     netif = TapNetif.open(choice.ifname, mtu=mtu or 1500)

@@ -1,0 +1,251 @@
+"""netback: the backend of guests' vifs, as a privileged process of domain 0 that owns the
+real devices (a driver domain, in Xen's terms).
+
+It watches ``/local/domain/<self>/backend/vif`` in xenstore; for each device the toolstack
+makes there it creates TAP ``vif<fe>.<devid>`` (Linux netback's name), offers
+``feature-rx-copy`` and ``feature-sg``, and runs the xenbus handshake: once the frontend has
+published its rings it maps them and binds the event channel, then moves frames between
+the TAP and the rings through :class:`~fata.xen.netchannel.NetbackEngine`.  Pages named by
+requests are mapped on first sight, a whole allocation in one hypercall where the
+frontend's references allow it; a reference that cannot be mapped is refused, and the
+requests naming it are answered with errors.  A frontend that breaks its rings is
+disconnected; its device directory going away ends the device.
+
+``python -m fata.platform.xen_netback --xen-hypervisor PATH --xenstore SOCKET``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from contextlib import suppress
+
+from fata.platform.local_unix import UnixLocalSockets
+from fata.platform.netif import NetifChoice, open_choice
+from fata.platform.unix import UnixConsole
+from fata.platform.xen_host import HypervisorClient
+from fata.xen.hypervisor import HypervisorError
+from fata.xen.netchannel import NetbackEngine
+from fata.xen.netif import RX_ENTRY_SIZE, TX_ENTRY_SIZE
+from fata.xen.ring import BackRing, RingError
+from fata.xen.xenbus import Device, XenbusDriver
+from fata.xen.xs_client import XenstoreClient
+from fata.xen.xs_wire import XenstoreError
+
+
+class Vif:
+    """One guest's vif: its TAP, its rings once connected, its xenbus driver."""
+
+    def __init__(self, backend: Netback, device: Device) -> None:
+        self.backend, self.device = backend, device
+        self.ifname = f"vif{device.frontend_id}.{device.devid}"
+        self.tap = None
+        self.engine: NetbackEngine | None = None
+        self.channel = None
+        self.maps: list[object] = []
+        self._busy = False
+        self._again = False
+        self.driver = XenbusDriver.backend(backend.xs, device, self._connect, self._disconnect)
+
+    async def run(self) -> None:
+        xs, be = self.backend.xs, self.device.backend
+        self.tap = await open_choice(NetifChoice("tap", self.ifname))
+        for key in ("feature-rx-copy", "feature-sg"):
+            await xs.write(f"{be}/{key}", "1")
+        self.tap.start(self._from_tap_one, self._from_tap, wire=True)
+        self.backend.console.info(f"vif {self.device.frontend_id}/{self.device.devid}: "
+                                  f"TAP {self.ifname}")
+        try:
+            await self.driver.run()
+        finally:
+            await self._disconnect()
+            self.tap.close()
+
+    async def _connect(self) -> None:
+        xs, xen, fe = self.backend.xs, self.backend.xen, self.device.frontend
+        dom = self.device.frontend_id
+        try:
+            tx_ref = int(await xs.read(f"{fe}/tx-ring-ref"))
+            rx_ref = int(await xs.read(f"{fe}/rx-ring-ref"))
+            port = int(await xs.read(f"{fe}/event-channel"))
+        except (XenstoreError, ValueError) as exc:
+            self.backend.console.error(f"vif {dom}: the frontend's rings are not readable "
+                                       f"({exc})")
+            return
+        tx_map = await xen.grant_map(dom, [tx_ref], writable=True)
+        rx_map = await xen.grant_map(dom, [rx_ref], writable=True)
+        self.maps = [tx_map, rx_map]
+        self.engine = NetbackEngine(BackRing(tx_map.page(tx_ref), TX_ENTRY_SIZE),
+                                    BackRing(rx_map.page(rx_ref), RX_ENTRY_SIZE))
+        self.channel = await xen.bind_interdomain(dom, port)
+        self.channel.start(self.kick)
+        self.kick()
+
+    async def _disconnect(self) -> None:
+        engine, self.engine = self.engine, None
+        if self.channel is not None:
+            self.channel.stop()
+            with suppress(HypervisorError, OSError):
+                await self.backend.xen.close_port(self.channel)
+            self.channel = None
+        if engine is not None:
+            engine.tx.release()
+            engine.rx.release()
+            engine.pages.clear()
+        maps, self.maps = self.maps, []
+        for mapping in maps:
+            with suppress(HypervisorError, BufferError, OSError):
+                await self.backend.xen.grant_unmap(mapping)
+
+    # -- frames -----------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """The guest notified: serve its rings from a task (mapping new pages is a
+        hypercall), never more than one at a time, again if kicked meanwhile."""
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                self._again = False
+                engine = self.engine
+                if engine is None:
+                    return
+                try:
+                    await self._map(engine)
+                    frames, notify = engine.transmit()
+                    if frames:
+                        self.tap.send_many([(frame,) for frame in frames])
+                    if notify and self.channel is not None:
+                        self.channel.notify()
+                    more = engine.tx.final_check_for_requests()
+                except RingError as exc:
+                    self.backend.console.error(f"vif {self.device.frontend_id}: {exc}; "
+                                               "disconnecting")
+                    await self._disconnect()
+                    return
+                if not (more or self._again):
+                    return
+        finally:
+            self._busy = False
+
+    async def _map(self, engine: NetbackEngine) -> None:
+        """Map the pages waiting requests name: each group (read-only tx pages, writable
+        rx pages) in one call when it is one allocation, else one by one."""
+        wanted = engine.wanted()
+        xen, dom = self.backend.xen, self.device.frontend_id
+        for writable in (False, True):
+            grefs = sorted(g for g, w in wanted if w == writable)
+            if not grefs:
+                continue
+            try:
+                mapping = await xen.grant_map(dom, grefs, writable=writable)
+            except HypervisorError:
+                for gref in grefs:
+                    try:
+                        single = await xen.grant_map(dom, [gref], writable=writable)
+                    except HypervisorError:
+                        engine.refuse(gref, writable)
+                        continue
+                    self.maps.append(single)
+                    engine.grant(gref, writable, single.page(gref))
+                continue
+            self.maps.append(mapping)
+            for gref in grefs:
+                engine.grant(gref, writable, mapping.page(gref))
+
+    def _from_tap(self, frames, trusted) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            if engine.wanted():  # pages not mapped yet: map them, then deliver
+                asyncio.get_running_loop().create_task(self._deliver_later(list(frames)))
+                return
+            if engine.deliver(frames) and self.channel is not None:
+                self.channel.notify()
+        except RingError as exc:
+            self.backend.console.error(f"vif {self.device.frontend_id}: {exc}")
+
+    def _from_tap_one(self, frame: bytes, trusted: bool) -> None:
+        self._from_tap([frame], b"\1")
+
+    async def _deliver_later(self, frames: list[bytes]) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        await self._map(engine)
+        if engine.deliver(frames) and self.channel is not None:
+            self.channel.notify()
+
+
+class Netback:
+    """Every vif of this backend domain."""
+
+    def __init__(self, xen: HypervisorClient, xs: XenstoreClient, console: UnixConsole) -> None:
+        self.xen, self.xs, self.console = xen, xs, console
+        self.vifs: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    @property
+    def root(self) -> str:
+        return f"/local/domain/{self.xen.domid}/backend/vif"
+
+    async def run(self) -> None:
+        async with await self.xs.subscribe(self.root) as sub:
+            self.console.info(f"netback serving {self.root}")
+            while True:
+                await sub.next()
+                await self._scan()
+
+    async def _scan(self) -> None:
+        found: set[tuple[int, int]] = set()
+        try:
+            for fe in await self.xs.directory(self.root):
+                for devid in await self.xs.directory(f"{self.root}/{fe.decode()}"):
+                    found.add((int(fe), int(devid)))
+        except XenstoreError as exc:
+            if exc.code != "ENOENT":
+                raise
+        except ValueError:
+            pass
+        for key in found - self.vifs.keys():
+            vif = Vif(self, Device("vif", key[0], self.xen.domid, key[1]))
+            self.vifs[key] = asyncio.get_running_loop().create_task(vif.run())
+        for key in self.vifs.keys() - found:
+            self.vifs.pop(key).cancel()
+
+
+async def serve(hypervisor: str, xenstore: str) -> None:
+    console = UnixConsole("netback")
+    xen = await HypervisorClient.connect(hypervisor)
+    flow = await UnixLocalSockets(console).connect(xenstore)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with XenstoreClient(flow) as xs:
+        task = loop.create_task(Netback(xen, xs, console).run())
+        await asyncio.wait([task, loop.create_task(stop.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+    await xen.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fata.platform.xen_netback",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--xen-hypervisor", required=True, metavar="PATH")
+    parser.add_argument("--xenstore", required=True, metavar="SOCKET")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.xen_hypervisor, args.xenstore))
+
+
+if __name__ == "__main__":
+    main()
