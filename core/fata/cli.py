@@ -36,7 +36,8 @@ def cmd_build(ns: argparse.Namespace) -> int:
     from fata import image
 
     path = image.build(Path(ns.appliance), _parse_keys(ns.net, ns.key),
-                       Path(ns.out) if ns.out else None, Path(ns.sign) if ns.sign else None)
+                       Path(ns.out) if ns.out else None, Path(ns.sign) if ns.sign else None,
+                       target=ns.target)
     image.warm(path)
     print(path)
     return 0
@@ -60,6 +61,8 @@ def cmd_run(argv: list[str]) -> int:
                         help="configure-time key when building a directory")
     parser.add_argument("--trust", action="append", default=[], metavar="KEY.pub",
                         help="also trust this public key")
+    parser.add_argument("--xen-dir", metavar="DIR", help="for a --target xen image: the Xen "
+                        "platform to join, or to start (default /run/fata/xen)")
     ns, platform_argv = parser.parse_known_args(before)
     if ns.help:
         print(parser.format_help())
@@ -84,6 +87,11 @@ def cmd_run(argv: list[str]) -> int:
                                  f"`fata build ... --net {ns.net}`")
     else:
         raise UsageError(f"{target}: no such image or appliance directory")
+    if _peek_manifest(path).get("target") == "xen":
+        from fata.platform.xen_launch import DEFAULT_DIR, run_guest
+
+        return run_guest(path, [*platform_argv, "--", *after], trust,
+                         Path(ns.xen_dir) if ns.xen_dir else DEFAULT_DIR)
     return image.run_image(path, [*platform_argv, "--", *after], trust)
 
 
@@ -103,6 +111,15 @@ def _cache_dir() -> Path:
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "fata" / "built"
+
+
+def cmd_ps(ns: argparse.Namespace) -> int:
+    from fata.platform.xen_launch import DEFAULT_DIR, list_domains
+
+    print(f"{'ID':>4}  NAME")
+    for domid, name in list_domains(Path(ns.xen_dir) if ns.xen_dir else DEFAULT_DIR):
+        print(f"{domid:>4}  {name}")
+    return 0
 
 
 def cmd_inspect(ns: argparse.Namespace) -> int:
@@ -195,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("build", help="build a sealed, signed image of an appliance")
     p.add_argument("appliance")
-    p.add_argument("--target", choices=["unix"], default="unix", help="target platform")
+    p.add_argument("--target", choices=["unix", "xen"], default="unix",
+                   help="target platform: unix, or xen (a guest domain on netfront, run by "
+                        "`fata run` as an unprivileged process behind netback)")
     p.add_argument("--net", choices=["socket", "direct"], default=None)
     p.add_argument("--key", action="append", default=[], metavar="NAME=VALUE",
                    help="a configure-time key of the appliance")
@@ -230,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="fata-signing-key", help="private key path (public: PATH.pub)")
     p.set_defaults(func=cmd_keygen)
     sub.add_parser("bench", help="benchmark against the real peers: fata bench NAME [--quick]")
+    p = sub.add_parser("ps", help="list the domains of the running Xen platform")
+    p.add_argument("--xen-dir", default=None, metavar="DIR",
+                   help="the platform's directory (default /run/fata/xen)")
+    p.set_defaults(func=cmd_ps)
     return parser
 
 

@@ -55,7 +55,10 @@ from fata.image.manifest import (
 )
 from fata.image.paths import fata_source_root, repo_root_for
 
-TARGETS = ("unix",)
+TARGETS = ("unix", "xen")
+XEN_GUEST_MODULES = ("fata.platform.xen_netfront",)
+"""What a ``--target xen`` image adds: the guest's devices, which ``--netif NAME=xen:N``
+imports only when given."""
 IMAGE_SUFFIX = ".fata"
 LIB = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}"
 FALLBACK_EPOCH = 315532800  # 1980-01-01: no SOURCE_DATE_EPOCH and no git history
@@ -73,7 +76,14 @@ def build(
     if target not in TARGETS:
         raise ImageError(f"target {target!r} is not supported yet (targets: {', '.join(TARGETS)})")
     appliance = fata_config.load(appliance_dir)
-    baked = appliance.bake(dict(keys or {}))
+    keys = dict(keys or {})
+    if target == "xen":  # a guest's network is netfront under Fata's own TCP/IP
+        if keys.setdefault("net", "direct") != "direct":
+            raise ImageError("--target xen images run on --net direct (netfront below Fata's "
+                             "own TCP/IP), not --net " + keys["net"])
+    baked = appliance.bake(keys)
+    if target == "xen":
+        baked["include"] = sorted({*baked["include"], *XEN_GUEST_MODULES})
     assert appliance.directory is not None
     signer = load_signing_key(sign_key) if sign_key is not None else dev_signing_key()
     epoch = build_epoch(appliance.directory)

@@ -53,6 +53,7 @@ class Vif:
         self.tap = await open_choice(NetifChoice("tap", self.ifname))
         for key in ("feature-rx-copy", "feature-sg"):
             await xs.write(f"{be}/{key}", "1")
+        await xs.write(f"{be}/vifname", self.ifname)  # for the toolstack to configure it
         self.tap.start(self._from_tap_one, self._from_tap, wire=True)
         self.backend.console.info(f"vif {self.device.frontend_id}/{self.device.devid}: "
                                   f"TAP {self.ifname}")
