@@ -29,25 +29,18 @@ from fata.xen.netif import (
     NETIF_RSP_ERROR,
     NETIF_RSP_NULL,
     NETIF_RSP_OKAY,
+    RX_REQUEST,
+    RX_RESPONSE,
+    TX_REQUEST,
+    TX_RESPONSE,
     XEN_NETIF_MAX_TX_SIZE,
     XEN_NETIF_NR_SLOTS_MIN,
     NETRXF_more_data,
     NETTXF_extra_info,
     NETTXF_more_data,
-    RxRequest,
-    RxResponse,
     TxRequest,
-    TxResponse,
-    pack_rx_request,
-    pack_rx_response,
-    pack_tx_request,
-    pack_tx_response,
-    unpack_rx_request,
-    unpack_rx_response,
-    unpack_tx_request,
-    unpack_tx_response,
 )
-from fata.xen.ring import PAGE, BackRing, FrontRing
+from fata.xen.ring import MASK32, PAGE, BackRing, FrontRing
 
 MAX_SLOTS = XEN_NETIF_NR_SLOTS_MIN  # slots of one packet we accept (every backend must)
 
@@ -76,7 +69,9 @@ class NetfrontEngine:
         self.tx, self.rx = tx, rx
         self._tx_buffers, self._rx_buffers = list(tx_buffers), list(rx_buffers)
         self._tx_free = list(range(len(tx_buffers) - 1, -1, -1))
+        self._tx_outstanding: set[int] = set()  # ids sent and not yet answered
         self._rx_posted: set[int] = set()
+        self._rx_idle = list(range(len(rx_buffers)))  # ids not offered to the backend
         self._rx_partial: list[bytes] = []
         self.sent, self.received = Counters(), Counters()
 
@@ -93,17 +88,25 @@ class NetfrontEngine:
         if slots > len(self._tx_free) or slots > self.tx.free_requests:
             self.sent.drops += 1
             return False
+        entries, claim, pack = self.tx.entries, self.tx.claim_request, TX_REQUEST.pack_into
+        if slots == 1:  # the common case, without slicing
+            ident = self._tx_free.pop()
+            self._tx_outstanding.add(ident)
+            buffer = self._tx_buffers[ident]
+            buffer.page[:size] = frame
+            pack(entries, claim(), buffer.gref, 0, 0, ident, size)
+            self.sent.frames += 1
+            return True
         view = memoryview(frame)
-        entries = self.tx.entries
         for n in range(slots):
             ident = self._tx_free.pop()
+            self._tx_outstanding.add(ident)
             buffer = self._tx_buffers[ident]
             chunk = view[n * PAGE:(n + 1) * PAGE]
             buffer.page[:len(chunk)] = chunk
             last = n == slots - 1
-            pack_tx_request(entries, self.tx.claim_request(), TxRequest(
-                buffer.gref, 0, 0 if last else NETTXF_more_data, ident,
-                size if n == 0 else len(chunk)))
+            pack(entries, claim(), buffer.gref, 0, 0 if last else NETTXF_more_data, ident,
+                 size if n == 0 else len(chunk))
         self.sent.frames += 1
         return True
 
@@ -114,61 +117,65 @@ class NetfrontEngine:
     def tx_completed(self) -> int:
         """Take the backend's tx responses, freeing their pages; how many slots."""
         done = 0
-        for rsp in self.tx.take_responses(unpack_tx_response):
-            done += self._tx_done(rsp)
+        outstanding, free = self._tx_outstanding, self._tx_free
+        for ident, status in self.tx.take_responses(TX_RESPONSE.unpack_from):
+            if status == NETIF_RSP_NULL:
+                continue
+            if ident not in outstanding:
+                self.sent.errors += 1  # a response for nothing we sent: ignore it
+                continue
+            outstanding.discard(ident)
+            free.append(ident)
+            done += 1
+            if status != NETIF_RSP_OKAY:
+                self.sent.errors += 1
         return done
-
-    def _tx_done(self, rsp: TxResponse) -> int:
-        if rsp.status == NETIF_RSP_NULL:
-            return 0
-        if not 0 <= rsp.id < len(self._tx_buffers) or rsp.id in self._tx_free:
-            self.sent.errors += 1  # a response for nothing we sent: ignore it
-            return 0
-        self._tx_free.append(rsp.id)
-        if rsp.status != NETIF_RSP_OKAY:
-            self.sent.errors += 1
-        return 1
 
     # -- rx ---------------------------------------------------------------------------
 
     def post_rx(self) -> bool:
         """Offer every page not already offered to the backend; whether to notify it."""
-        entries = self.rx.entries
-        for ident, buffer in enumerate(self._rx_buffers):
-            if ident in self._rx_posted or self.rx.full:
-                continue
-            pack_rx_request(entries, self.rx.claim_request(), RxRequest(ident, buffer.gref))
-            self._rx_posted.add(ident)
-        return self.rx.push_requests()
+        entries, ring, pack = self.rx.entries, self.rx, RX_REQUEST.pack_into
+        posted, buffers = self._rx_posted, self._rx_buffers
+        for ident in self._rx_idle:
+            if ring.full:
+                break
+            pack(entries, ring.claim_request(), ident, buffers[ident].gref)
+            posted.add(ident)
+        self._rx_idle = [ident for ident in self._rx_idle if ident not in posted]
+        return ring.push_requests()
 
     def receive(self) -> list[bytes]:
         """The frames the backend delivered since the last call (whole ones: a frame
         whose last slot has not come yet waits); their pages are offered again by the
         next :meth:`post_rx`."""
         frames: list[bytes] = []
-        for rsp in self.rx.take_responses(unpack_rx_response):
-            self._rx_one(rsp, frames)
-        return frames
-
-    def _rx_one(self, rsp: RxResponse, frames: list[bytes]) -> None:
-        if rsp.id not in self._rx_posted:
-            self.received.errors += 1  # an id we never offered: nothing to read
-            return
-        self._rx_posted.discard(rsp.id)
-        if rsp.status < 0 or rsp.offset + rsp.status > PAGE:
-            self.received.errors += 1
-            self._rx_partial.clear()
-            return
-        page = self._rx_buffers[rsp.id].page
-        self._rx_partial.append(bytes(page[rsp.offset:rsp.offset + rsp.status]))
-        if rsp.flags & NETRXF_more_data:
-            if len(self._rx_partial) > MAX_SLOTS:
+        posted, idle, buffers, partial = (self._rx_posted, self._rx_idle, self._rx_buffers,
+                                          self._rx_partial)
+        for ident, offset, flags, status in self.rx.take_responses(RX_RESPONSE.unpack_from):
+            if ident not in posted:
+                self.received.errors += 1  # an id we never offered: nothing to read
+                continue
+            posted.discard(ident)
+            idle.append(ident)
+            if status < 0 or offset + status > PAGE:
                 self.received.errors += 1
-                self._rx_partial.clear()
-            return
-        frames.append(b"".join(self._rx_partial))
-        self._rx_partial.clear()
-        self.received.frames += 1
+                partial.clear()
+                continue
+            data = bytes(buffers[ident].page[offset:offset + status])
+            if flags & NETRXF_more_data:
+                partial.append(data)
+                if len(partial) > MAX_SLOTS:
+                    self.received.errors += 1
+                    partial.clear()
+                continue
+            if partial:
+                partial.append(data)
+                data = b"".join(partial)
+                partial.clear()
+            frames.append(data)
+        self.received.frames += len(frames)
+        return frames
 
 
 class NetbackEngine:
@@ -180,60 +187,82 @@ class NetbackEngine:
         self.refused: set[tuple[int, bool]] = set()
         self._packet: list[TxRequest] = []  # a tx packet whose last slot has not come
         self._skip_extra = 0  # extra-info slots still to answer NULL
+        self._scanned = [tx.req_cons, rx.req_cons]  # next request index wanted() looks at
+        self._unknown: set[tuple[int, bool]] = set()
         self.from_guest, self.to_guest = Counters(), Counters()
 
     # -- grants -----------------------------------------------------------------------
 
     def wanted(self) -> set[tuple[int, bool]]:
         """``(gref, writable)`` of pages that waiting requests name and that are neither
-        granted here nor refused: map them, then :meth:`grant` or :meth:`refuse` each."""
-        out: set[tuple[int, bool]] = set()
-        for ring, writable, unpack in ((self.tx, False, unpack_tx_request),
-                                       (self.rx, True, unpack_rx_request)):
+        granted here nor refused: map them, then :meth:`grant` or :meth:`refuse` each.
+        Each request is looked at once (a page named again later is known by then)."""
+        for ring, writable, layout, at in ((self.tx, False, TX_REQUEST, 0),
+                                           (self.rx, True, RX_REQUEST, 1)):
             waiting = ring.unconsumed_requests()
-            for n in range(waiting):
-                req = unpack(ring.entries, ring.offset(ring.req_cons + n))
-                key = (req.gref, writable)
-                if key not in self.pages and key not in self.refused:
-                    out.add(key)
-        return out
+            start = self._scanned[at]
+            if (start - ring.req_cons) & MASK32 > waiting:  # behind what was consumed
+                start = ring.req_cons
+            end = (ring.req_cons + waiting) & MASK32
+            entries, offset, pages, refused = ring.entries, ring.offset, self.pages, self.refused
+            index = start
+            while index != end:
+                gref = layout.unpack_from(entries, offset(index))[at and 1]
+                key = (gref, writable)
+                if key not in pages and key not in refused:
+                    self._unknown.add(key)
+                index = (index + 1) & MASK32
+            self._scanned[at] = end
+        return set(self._unknown)
 
     def grant(self, gref: int, writable: bool, page: memoryview) -> None:
         if len(page) != PAGE:
             raise ValueError(f"a granted page is {PAGE} bytes, not {len(page)}")
         self.pages[(gref, writable)] = page
+        self._unknown.discard((gref, writable))
 
     def refuse(self, gref: int, writable: bool) -> None:
         self.refused.add((gref, writable))
+        self._unknown.discard((gref, writable))
 
     # -- from the guest (its tx ring) -----------------------------------------------------
 
     def transmit(self) -> tuple[list[bytes], bool]:
         """The frames the guest sent, and whether to notify it of the responses."""
         frames: list[bytes] = []
-        entries = self.tx.entries
-        for req in self.tx.take_requests(unpack_tx_request):
+        ring = self.tx
+        entries, pack, pages = ring.entries, TX_RESPONSE.pack_into, self.pages
+        for req in ring.take_requests(TX_REQUEST.unpack_from):
+            gref, offset, flags, ident, size = req
             if self._skip_extra:
                 self._skip_extra -= 1
-                pack_tx_response(entries, self.tx.claim_response(),
-                                 TxResponse(req.id, NETIF_RSP_NULL))
+                pack(entries, ring.claim_response(), ident, NETIF_RSP_NULL)
                 continue
-            self._packet.append(req)
-            if req.flags & NETTXF_extra_info:
+            if not self._packet and not flags & (NETTXF_more_data | NETTXF_extra_info):
+                page = pages.get((gref, False))  # one slot, the common case
+                if page is None or offset + size > PAGE:
+                    pack(entries, ring.claim_response(), ident, NETIF_RSP_ERROR)
+                    self.from_guest.errors += 1
+                    continue
+                frames.append(bytes(page[offset:offset + size]))
+                pack(entries, ring.claim_response(), ident, NETIF_RSP_OKAY)
+                continue
+            self._packet.append(TxRequest(*req))
+            if flags & NETTXF_extra_info:
                 self._skip_extra = 1
-            if req.flags & NETTXF_more_data and len(self._packet) <= MAX_SLOTS:
+            if flags & NETTXF_more_data and len(self._packet) <= MAX_SLOTS:
                 continue
             frame = self._assemble(self._packet)
             status = NETIF_RSP_OKAY if frame is not None else NETIF_RSP_ERROR
             for part in self._packet:
-                pack_tx_response(entries, self.tx.claim_response(), TxResponse(part.id, status))
+                pack(entries, ring.claim_response(), part.id, status)
             if frame is None:
                 self.from_guest.errors += 1
             else:
                 frames.append(frame)
-                self.from_guest.frames += 1
             self._packet = []
-        return frames, self.tx.push_responses()
+        self.from_guest.frames += len(frames)
+        return frames, ring.push_responses()
 
     def _assemble(self, packet: list[TxRequest]) -> bytes | None:
         """The frame a packet's slots carry, or None if any slot is not to be believed."""
@@ -255,28 +284,50 @@ class NetbackEngine:
     def deliver(self, frames: Iterable[bytes | memoryview]) -> bool:
         """Copy frames into pages the guest offered (a frame with too few offered is
         dropped and counted); whether to notify it."""
-        entries = self.rx.entries
+        ring = self.rx
+        entries, pages, pack = ring.entries, self.pages, RX_RESPONSE.pack_into
+        available = ring.unconsumed_requests()
+        delivered = errors = drops = 0
         for frame in frames:
             size = len(frame)
-            slots = max(1, -(-size // PAGE))
-            if slots > MAX_SLOTS or slots > self.rx.unconsumed_requests():
-                self.to_guest.drops += 1
+            if size <= PAGE:  # one slot: the common case
+                if not available:
+                    drops += 1
+                    continue
+                available -= 1
+                [(ident, gref)] = ring.take_requests(RX_REQUEST.unpack_from, limit=1)
+                page = pages.get((gref, True))
+                if page is None:
+                    errors += 1
+                    pack(entries, ring.claim_response(), ident, 0, 0, NETIF_RSP_ERROR)
+                    continue
+                page[:size] = frame
+                pack(entries, ring.claim_response(), ident, 0, 0, size)
+                delivered += 1
                 continue
+            slots = -(-size // PAGE)
+            if slots > MAX_SLOTS or slots > available:
+                drops += 1
+                continue
+            available -= slots
             view = memoryview(frame)
             ok = True
-            for n, req in enumerate(self.rx.take_requests(unpack_rx_request, limit=slots)):
+            for n, (ident, gref) in enumerate(ring.take_requests(RX_REQUEST.unpack_from,
+                                                                 limit=slots)):
                 chunk = view[n * PAGE:(n + 1) * PAGE]
-                page = self.pages.get((req.gref, True))
+                page = pages.get((gref, True))
                 if page is None:
                     ok = False
-                    rsp = RxResponse(req.id, 0, 0, NETIF_RSP_ERROR)
-                else:
-                    page[:len(chunk)] = chunk
-                    rsp = RxResponse(req.id, 0, NETRXF_more_data if n < slots - 1 else 0,
-                                     len(chunk))
-                pack_rx_response(entries, self.rx.claim_response(), rsp)
+                    pack(entries, ring.claim_response(), ident, 0, 0, NETIF_RSP_ERROR)
+                    continue
+                page[:len(chunk)] = chunk
+                pack(entries, ring.claim_response(), ident, 0,
+                     NETRXF_more_data if n < slots - 1 else 0, len(chunk))
             if ok:
-                self.to_guest.frames += 1
+                delivered += 1
             else:
-                self.to_guest.errors += 1
-        return self.rx.push_responses()
+                errors += 1
+        self.to_guest.frames += delivered
+        self.to_guest.errors += errors
+        self.to_guest.drops += drops
+        return ring.push_responses()
