@@ -67,6 +67,22 @@ def test_arp_answers_only_for_our_addresses_and_learns() -> None:
     assert out == []
 
 
+def test_arp_says_when_a_peer_moved_to_another_mac() -> None:
+    a = arp.Arp(MAC_A)
+    a.addresses.add(IP_A)
+    moved: list[bytes] = []
+    a.moved = moved.append
+    request = arp.build(arp.OP_REQUEST, MAC_B, IP_B, b"\0" * 6, IP_A, ethernet.BROADCAST)
+    a.input(request[14:], 0.0)
+    a.input(request[14:], 1.0)  # the same MAC again: a refresh, not a move
+    assert moved == []
+    new_mac = b"\x02\x00\x00\x00\x00\x99"
+    a.input(arp.build(arp.OP_REQUEST, new_mac, IP_B, b"\0" * 6, IP_A,
+                      ethernet.BROADCAST)[14:], 2.0)
+    assert moved == [IP_B] and a.lookup(IP_B, 2.0) == new_mac
+    assert a.counters["moved"] == 1
+
+
 def test_arp_queues_retries_expires() -> None:
     a = arp.Arp(MAC_A, entry_ttl=10, retry_interval=1, max_tries=3)
     a.addresses = {IP_A}

@@ -2,8 +2,9 @@
 daemon serving rings, a netback owning the TAP in a network namespace, a toolstack (this
 test) building a guest domain and its vif, and the DNS appliance as that guest on
 ``--net direct --netif stack=xen:0``: Fata's TCP/IP on netfront.  ``dig`` in the namespace
-gets answers over UDP and TCP, through the rings alone; the guest is killed and the backend
-notices through xenstore, and a new guest on a new vif connects again."""
+gets answers over UDP and TCP, through the rings alone; the backend is killed mid-stream
+and the frontend notices through xenstore and connects to a new one; the guest is killed
+and the backend notices and lets its TAP go."""
 
 from __future__ import annotations
 
@@ -79,10 +80,7 @@ def platform(tmp_path: Path):
             "--xen-hypervisor", str(tmp_path / "hv" / "socket"), "--", "--socket",
             str(xs_socket), "--store", str(tmp_path / "store")], "serving")
         started.append(xsd)
-        netback = Process(tmp_path, "netback", [
-            "ip", "netns", "exec", NS, python(), "-m", "fata.platform.xen_netback",
-            "--xen-hypervisor", str(tmp_path / "hv" / "socket"), "--xenstore",
-            str(xs_socket)], "netback serving")
+        netback = start_netback(tmp_path, tmp_path / "hv" / "socket", xs_socket)
         started.append(netback)
         yield tmp_path, tmp_path / "hv" / "socket", xs_socket, netback, started
     finally:
@@ -102,8 +100,20 @@ def start_guest(tmp: Path, handle, name: str) -> Process:
         os.close(fd)
 
 
+async def until_state(xs: XenstoreClient, directory: str, state: XenbusState) -> None:
+    async with await xs.subscribe(f"{directory}/state") as sub:
+        while await read_state(xs, directory) != state:
+            await sub.next()
+
+
+def start_netback(tmp: Path, hv_path: Path, xs_path: Path) -> Process:
+    return Process(tmp, f"netback-{len(list(tmp.glob('netback*.log')))}", [
+        "ip", "netns", "exec", NS, python(), "-m", "fata.platform.xen_netback",
+        "--xen-hypervisor", str(hv_path), "--xenstore", str(xs_path)], "netback serving")
+
+
 def test_dig_answers_through_netfront_and_netback(platform) -> None:
-    tmp, hv_path, xs_path, netback, _ = platform
+    tmp, hv_path, xs_path, netback, started = platform
 
     async def toolstack() -> None:
         xen = await HypervisorClient.connect(str(hv_path))
@@ -127,6 +137,25 @@ def test_dig_answers_through_netfront_and_netback(platform) -> None:
                     assert "status: NOERROR" in out and "ns1.example.org." in out, out
                 pings = ns("ping", "-c", "20", "-i", "0.01", "-s", "1400", GUEST).stdout
                 assert " 0% packet loss" in pings, pings
+                # the backend dies mid-stream: the toolstack removes its directory, the
+                # frontend notices and closes; a new netback serves the device again and
+                # the guest, never restarted, answers through it
+                netback.proc.kill()
+                netback.proc.wait(10)
+                await xs.rm(vif.backend)
+                await asyncio.wait_for(until_state(xs, vif.frontend, XenbusState.CLOSED), 30)
+                await add_vif(xs, guest.domid, 0)
+                again = await asyncio.to_thread(start_netback, tmp, hv_path, xs_path)
+                started.append(again)
+                await asyncio.to_thread(wait_until, lambda: ns("ip", "link", "show", tap,
+                                                               check=False).returncode == 0,
+                                        30, f"TAP {tap} again", again.output)
+                ns("ip", "addr", "add", f"{HOST}/24", "dev", tap)
+                ns("ip", "link", "set", tap, "up")
+                await asyncio.wait_for(until_state(xs, vif.backend, XenbusState.CONNECTED), 30)
+                out = ns("dig", "+time=2", "+tries=5", f"@{GUEST}", "example.org", "SOA",
+                         check=False).stdout
+                assert "status: NOERROR" in out, out + proc.output() + again.output()
                 assert (guest.domid, "dns1") in await domains(xs)
             finally:
                 proc.proc.kill()

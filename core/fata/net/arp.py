@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,9 @@ class Arp:
         self.cache: dict[bytes, tuple[bytes, float]] = {}
         self.pending: dict[bytes, _Pending] = {}
         self.counters: dict[str, int] = {}
+        self.moved: Callable[[bytes], None] | None = None
+        """Called with an address whose MAC changed (a peer replaced, a new host-side
+        device): whoever cached frames' headers for it must forget them."""
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -121,7 +125,12 @@ class Arp:
         if len(self.cache) >= self.max_entries and ip not in self.cache:
             oldest = min(self.cache, key=lambda k: self.cache[k][1])
             del self.cache[oldest]
+        before = self.cache.get(ip)
         self.cache[ip] = (mac, now + self.entry_ttl)
+        if before is not None and before[0] != mac:
+            self._count("moved")
+            if self.moved is not None:
+                self.moved(ip)
         pending = self.pending.pop(ip, None)
         if pending is None:
             return []

@@ -129,6 +129,7 @@ class DirectStack(Stack):
         port = _Port(netif, link, udp_fast.FastPath(
             self._udp_keys, self._names, ident=int.from_bytes(self.rand(2), "big")))
         port.fast.learn = lambda peer: self._route_for(port, peer)
+        link.arp.moved = lambda ip: port.fast.routes.pop(int.from_bytes(ip, "big"), None)
         self.ports.append(port)
         self.set_config(config, link.index)
         if self._started:
