@@ -1,8 +1,9 @@
 """``fata build APP --target xen`` and ``fata run IMAGE``: the command starts the Xen
 platform (hypervisor, xenstore_stub, netback), builds a guest domain with a vif and runs
 the sealed image as that guest, confined; ``dig`` answers from the host side of the vif's
-TAP; ``fata ps`` lists the domain; the guest is user nobody with no capabilities, under
-seccomp, in an empty network namespace; SIGTERM stops it all and leaves nothing behind.
+TAP; a netback killed is restarted and the guest answers again; ``fata ps`` lists the
+domain; the guest is user nobody with no capabilities, under seccomp, in an empty network
+namespace; SIGTERM stops it all and leaves nothing behind.
 Everything runs inside a network namespace this test makes."""
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def env() -> dict[str, str]:
 def fata(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([python(), "-m", "fata", *argv], capture_output=True, text=True,
                           env=env(), cwd=str(ROOT), timeout=300)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def status(pid: int) -> dict[str, str]:
@@ -78,6 +86,17 @@ def test_a_xen_image_runs_as_a_confined_guest_that_answers(tmp_path: Path) -> No
                                   "+tries=3", f"@{address}", "example.org", "SOA"],
                                  capture_output=True, text=True, timeout=30).stdout
             assert "status: NOERROR" in out and "ns1.example.org." in out, out
+        # the driver domain dies: fata run restarts it and the guest connects again
+        [netback] = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid)
+                     .count("fata.platform.xen_netback") and str(tmp_path) in _cmdline(pid)]
+        os.kill(int(netback), signal.SIGKILL)
+        wait_until(lambda: "netback exited" in run.output(), 30, "the restart", run.output)
+        wait_until(lambda: "served again, by a new netback" in run.output(), 60,
+                   "a new netback", run.output)
+        out = subprocess.run(["ip", "netns", "exec", NS, "dig", "+time=2", "+tries=10",
+                              f"@{address}", "example.org", "SOA"],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert "status: NOERROR" in out, out + run.output()
         ps = fata("ps", "--xen-dir", str(tmp_path / "xen"))
         assert ps.returncode == 0 and re.search(rf"^\s+{domid}\s+dns-0.1.0-xen-direct-",
                                                 ps.stdout, re.M), ps

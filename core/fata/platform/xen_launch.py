@@ -29,6 +29,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from contextlib import suppress
 from pathlib import Path
 
@@ -108,6 +109,8 @@ class Platform:
         self.hypervisor = directory / "hypervisor"
         self.xenstore = directory / "xenstored"
         self.started: list[subprocess.Popen] = []
+        self.netback: subprocess.Popen | None = None  # when this command started it
+        self.default_addresses = False  # the vif's host side is ours to configure
 
     def running(self) -> bool:
         return all(_answers(p, kind) for p, kind in (
@@ -133,12 +136,20 @@ class Platform:
             "--", "--socket", str(self.xenstore), "--store", str(self.dir / "store")])
         self._wait(lambda: _answers(self.xenstore, socket.SOCK_STREAM), "xenstored",
                    logs / "xenstored.log")
-        self._spawn(logs / "netback.log", [
-            py, "-m", "fata.platform.xen_netback", "--xen-hypervisor", str(self.hypervisor),
-            "--xenstore", str(self.xenstore)])
-        self._wait(lambda: "netback serving" in (logs / "netback.log").read_text(),
-                   "netback", logs / "netback.log")
+        self.start_netback()
         console.info(f"xen platform started in {self.dir} (logs in {logs})")
+
+    def start_netback(self) -> None:
+        """(Re)start the netback; its log is appended to, so a restart keeps the story."""
+        log = self.dir / "logs" / "netback.log"
+        mark = log.stat().st_size if log.exists() else 0
+        self.started = [proc for proc in self.started if proc.poll() is None]  # the dead one
+        self.netback = subprocess.Popen(
+            [sys.executable, "-m", "fata.platform.xen_netback", "--xen-hypervisor",
+             str(self.hypervisor), "--xenstore", str(self.xenstore)],
+            stdout=log.open("a"), stderr=subprocess.STDOUT)
+        self.started.append(self.netback)
+        self._wait(lambda: "netback serving" in log.read_text()[mark:], "netback", log)
 
     def _spawn(self, log: Path, argv: list[str]) -> None:
         self.started.append(subprocess.Popen(argv, stdout=log.open("w"),
@@ -193,7 +204,8 @@ async def _run(image: Path, argv: list[str], trust: list[Path], platform: Platfo
             vif = await add_vif(xs, guest.domid, 0)
             platform_argv, sep, app_argv = _split(argv)
             extra = ["--netif", "stack=xen:0"]
-            if not _has_ipv4(platform_argv):
+            platform.default_addresses = not _has_ipv4(platform_argv)
+            if platform.default_addresses:
                 net = f"10.77.{guest.domid % 250}"
                 extra += ["--ipv4", f"{net}.2/24"]
                 tap = await _vifname(xs, vif.backend)
@@ -216,11 +228,56 @@ async def _run(image: Path, argv: list[str], trust: list[Path], platform: Platfo
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # the guest's to act on
                 loop.add_signal_handler(sig, child.send_signal, sig)
-            code = await asyncio.to_thread(child.wait)
+            watch = loop.create_task(_supervise(platform, xs, guest.domid, console))
+            watch.add_done_callback(lambda t: t.cancelled() or t.exception() is None or
+                                    console.error(f"supervising the platform failed: "
+                                                  f"{t.exception()!r}"))
+            try:
+                code = await asyncio.to_thread(child.wait)
+            finally:
+                watch.cancel()
         finally:
             await destroy_guest(xen, xs, guest.domid)
     await xen.close()
     return code
+
+
+async def _supervise(platform: Platform, xs: XenstoreClient, domid: int,
+                     console: UnixConsole) -> None:
+    """A driver domain that dies is restarted, as a toolstack does: its device directories
+    go (the guest's netfront sees its backend gone and closes), are made again, and a new
+    netback serves them (the guest connects to it; the TAP's host side is set again)."""
+    from fata.platform.tap import configure_host
+
+    while platform.netback is not None:
+        code = await _exited(platform.netback)
+        console.error(f"netback exited ({code}); restarting it for domain {domid}")
+        await xs.rm(f"/local/domain/0/backend/vif/{domid}")
+        vif = await add_vif(xs, domid, 0)
+        host = await asyncio.to_thread(_host_side, platform, domid)
+        await asyncio.to_thread(platform.start_netback)
+        tap = await _vifname(xs, vif.backend)
+        if host is not None:
+            await asyncio.to_thread(configure_host, tap, host, 1500)
+        console.info(f"domain {domid}: vif 0 served again, by a new netback on {tap}")
+
+
+def _exited(proc: subprocess.Popen) -> asyncio.Future[int]:
+    """A process's exit status as a future, waited for on a daemon thread of its own (not
+    the loop's executor, which ``asyncio.run`` waits for at its end)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def wait() -> None:
+        code = proc.wait()
+        with suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(code))
+    threading.Thread(target=wait, daemon=True).start()
+    return done
+
+
+def _host_side(platform: Platform, domid: int) -> str | None:
+    return f"10.77.{domid % 250}.1/24" if platform.default_addresses else None
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
