@@ -75,6 +75,25 @@ def test_manifest_lists_every_member_with_size_and_digest(tiny_image: Path) -> N
     assert not any(p.endswith(".py") for p in listed), "images hold bytecode, not source"
 
 
+def test_the_manifest_is_compact_one_line_per_file_and_canonical(tiny_image: Path) -> None:
+    from fata.image.manifest import dumps
+
+    with zipfile.ZipFile(tiny_image) as archive:
+        data = archive.read(MANIFEST_NAME)
+    manifest = json.loads(data)
+    assert dumps(manifest) == data  # canonical: what was signed is what dumps makes
+    reordered = dict(reversed(list(manifest.items())))
+    reordered["files"] = [dict(reversed(list(e.items()))) for e in manifest["files"]]
+    assert dumps(reordered) == data
+    lines = data.decode().splitlines()
+    assert not any(line[:1].isspace() for line in lines)  # no indentation
+    padded = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False).encode()
+    assert len(data) < len(padded) - 4 * len(manifest["files"])  # no padding either
+    for entry in manifest["files"]:
+        assert sum(1 for line in lines if f'"path":"{entry["path"]}"' in line) == 1
+    assert len(lines) < len(manifest["files"]) + len(manifest) + 3
+
+
 def test_modules_not_reached_are_not_in_the_image(tiny_image: Path) -> None:
     paths = {e["path"] for e in manifest_of(tiny_image)["files"]}
     modules = {p.removeprefix("lib/python3.11/") for p in paths}

@@ -272,3 +272,104 @@ def test_fata_installed_among_third_party_packages_is_still_fata(tmp_path: Path)
     result = closure.compute(index, ["fata"])
     assert result.modules["fata"].origin == "fata"
     assert result.modules["other"].origin == "third-party"
+
+
+def test_frozen_modules_are_walked_but_marked_as_in_the_interpreter() -> None:
+    """os, codecs, abc... run from the interpreter's frozen copies: their imports are
+    followed, their files are not members (the builder skips ``frozen`` modules)."""
+    roots = closure.default_roots(Path("/nonexistent"), Path(closure.__file__).parents[2])
+    found = closure.compute(closure.ModuleIndex(roots), ["os", "codecs", "importlib.util"])
+    for name in ("os", "posixpath", "genericpath", "_collections_abc", "abc", "codecs",
+                 "importlib.util", "importlib._bootstrap", "importlib._bootstrap_external"):
+        assert found.modules[name].frozen, name
+    assert not found.modules["importlib"].frozen and closure.is_frozen("os")
+    assert not closure.is_frozen("json") and not closure.is_frozen("importlib")
+
+
+def test_a_try_that_cannot_fail_has_dead_handlers() -> None:
+    result = scan("""
+        try:
+            from _thread import _local as local
+        except ImportError:
+            from _threading_local import local
+        try:
+            import _frozen_importlib as _bootstrap
+        except ImportError:
+            from . import _bootstrap
+        try:
+            from _thread import no_such_name
+        except ImportError:
+            import fallback_a
+        try:
+            import not_in_the_interpreter
+        except ImportError:
+            import fallback_b
+        try:
+            import sys
+            VALUE = sys.maxsize
+        except ImportError:
+            import fallback_c
+    """)
+    everything = {*result.required, *result.maybe, *result.guarded}
+    assert "_threading_local" not in everything and "pkg._bootstrap" not in everything
+    assert {"fallback_a", "fallback_b", "fallback_c"} <= set(result.required)
+
+
+def test_a_probed_module_is_left_out_even_if_compiled(tmp_path: Path) -> None:
+    """shutil imports zlib only to learn whether gzip archives are possible: its archive
+    functions are not run, so zlib is left out and shutil records "not supported"."""
+    (tmp_path / "archiver.py").write_text(textwrap.dedent("""
+        try:
+            import _zfast
+            del _zfast
+            HAVE_Z = True
+        except ImportError:
+            HAVE_Z = False
+        try:
+            import _accel
+        except ImportError:
+            _accel = None
+    """))
+    (tmp_path / "_zfast.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (tmp_path / "_accel.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (tmp_path / "user.py").write_text("import _zfast\n")
+    index = closure.ModuleIndex([(tmp_path, "stdlib")])
+    found = closure.compute(index, ["archiver"])
+    assert set(found.modules) == {"archiver", "_accel"}
+    assert found.left_out == {"_zfast": {"archiver": "probed"}}
+    assert "test whether it exists" in found.left_out_report()["_zfast"]["why"]
+    assert "_zfast" in closure.compute(index, ["archiver", "user"]).modules
+    # probed once but imported to be used in another guarded import: not a probe
+    both = scan("""
+        try:
+            import zlib
+            del zlib
+        except ImportError:
+            pass
+        try:
+            import zlib
+        except ImportError:
+            zlib = None
+        try:
+            import bz2
+            del bz2
+        except ImportError:
+            pass
+    """)
+    assert both.probes == ("bz2",) and set(both.guarded) == {"zlib", "bz2"}
+
+
+def test_a_top_level_extension_reads_only_its_own_cython_source(tmp_path: Path) -> None:
+    """brotli's ``_brotli`` sits at the top of site-packages: its Cython sources are not
+    every ``.pyx`` there (numpy's, lxml's), which once put numpy in the www image."""
+    (tmp_path / "_top.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    (tmp_path / "_top.pyx").write_text("import json\n")
+    (tmp_path / "bigpkg").mkdir()
+    (tmp_path / "bigpkg" / "__init__.py").write_text("")
+    (tmp_path / "bigpkg" / "core.pyx").write_text("import heavy_dependency\n")
+    (tmp_path / "_other.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    index = closure.ModuleIndex([(tmp_path, "third-party")])
+    top, other = index.find("_top"), index.find("_other")
+    assert top is not None and other is not None
+    assert closure._cython_imports(top) == ["json"]
+    assert closure._cython_imports(other) == []

@@ -105,6 +105,75 @@ def test_fata_inspect_shows_stripping_and_what_was_left_out(
     assert "stripped  " in result.stdout and "--strip-unneeded" in result.stdout
     line = next(x for x in result.stdout.splitlines() if x.startswith("left out  "))
     assert "tarfile" in line and "zipfile" in line
+    lines = {x[:10]: x for x in result.stdout.splitlines()}
+    assert "MB stored: every member but the interpreter's" in lines["closure   "]
+    assert "docstrings stripped" in lines["bytecode  "] and "classes of dns" in lines["bytecode  "]
+    assert "asserts kept" in lines["bytecode  "]
+    assert " os, posixpath, " in lines["frozen    "]
+
+
+# Issue 11: the DNS image's closure (everything but the interpreter) at most 1.5 MB stored,
+# the whole self-contained image at most 8 MB.
+CLOSURE_BUDGET = 1_500_000
+IMAGE_BUDGET = 8_000_000
+
+
+@pytest.mark.skipif(strip_tool() is None, reason="no strip (binutils): shared objects unstripped")
+def test_the_dns_image_closure_stays_under_budget(
+        dns_builds: tuple[Path, Path, list[str]]) -> None:
+    from fata.image.inspection import inspect
+
+    path = dns_builds[0]
+    info = inspect(path)
+    manifest = info["manifest"]
+    interpreter = {e["path"] for e in manifest["files"] if e["kind"] == "interpreter"}
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    closure_stored = sum(i.compress_size for i in infos if i.filename not in interpreter)
+    assert info["closure_stored_bytes"] == closure_stored
+    assert closure_stored <= CLOSURE_BUDGET, f"closure {closure_stored:,} bytes stored"
+    # stricter: the file without the interpreter's stored bytes, zip headers included
+    interp_stored = sum(i.compress_size for i in infos if i.filename in interpreter)
+    assert path.stat().st_size - interp_stored <= CLOSURE_BUDGET
+    if manifest.get("interpreter"):
+        assert path.stat().st_size <= IMAGE_BUDGET, f"image {path.stat().st_size:,} bytes"
+
+
+def _strings(code: types.CodeType) -> set[str]:
+    found = {c for c in code.co_consts if isinstance(c, str)}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _strings(const)
+    return found
+
+
+def test_the_dns_image_bytecode_keeps_only_the_docstrings_code_reads(
+        dns_builds: tuple[Path, Path, list[str]]) -> None:
+    import marshal
+
+    with zipfile.ZipFile(dns_builds[0]) as archive:
+        names = set(archive.namelist())
+        boot = marshal.loads(archive.read("lib/python3.11/fata/runtime/boot.pyc")[16:])
+        dns_name = marshal.loads(archive.read("lib/python3.11/dns/name.pyc")[16:])
+    # no file of a frozen module; the runtime's docstrings gone; dnspython's messages kept
+    assert not {"lib/python3.11/os.pyc", "lib/python3.11/codecs.pyc",
+                "lib/python3.11/importlib/_bootstrap_external.pyc"} & names
+    import ast
+
+    import fata.runtime.boot
+
+    tree = ast.parse(Path(fata.runtime.boot.__file__).read_text())
+    docstrings = {ast.get_docstring(n, clean=False) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                    ast.AsyncFunctionDef))} - {None}
+    assert len(docstrings) > 3 and not docstrings & _strings(boot)
+    strings = _strings(dns_name)
+    assert "A DNS label is > 63 octets long." in strings
+    assert not any(s.startswith("Convert text into a :py:class:`dns.name.Name` object.")
+                   for s in strings)
+    section = manifest_of(dns_builds[0])["bytecode"]
+    assert section["docstrings"] == "stripped" and section["asserts"] == "kept"
+    assert list(section["class_docstrings_kept"]) == ["dns"]
 
 
 def _runtime(left_out: dict) -> types.ModuleType:
@@ -198,3 +267,14 @@ def test_importing_a_left_out_module_in_a_running_image_says_why(tmp_path: Path)
     assert failed.returncode != 0
     assert "module 'tarfile' is not in this image: `fata build` left out 'tarfile'" in failed.stderr
     assert "include=['tarfile']" in failed.stderr
+    # shutil only probes for zlib: left out, and importing it says so
+    probed = fata_cli("run", str(path), "--", "--module", "zlib")
+    assert probed.returncode != 0
+    assert "left out 'zlib'" in probed.stderr
+    assert "imported only to test whether it exists" in probed.stderr
+    assert "include=['zlib']" in probed.stderr
+    # a frozen module is no member but imports: the interpreter has it
+    assert "lib/python3.11/pathlib.pyc" in {e["path"] for e in manifest_of(path)["files"]}
+    assert "os" in manifest_of(path)["frozen"]
+    frozen = fata_cli("run", str(path), "--", "--module", "runpy")  # frozen, not reached
+    assert frozen.returncode == 0, frozen.stderr

@@ -6,7 +6,8 @@ The steps, each deterministic so that the same inputs give the same bytes:
 2. generate the image's main (``mainmodule``) and walk the closure of modules it reaches
    (``closure``), starting from it, the interpreter's own start-up modules and the
    configuration's ``include`` packages;
-3. compile every source module to sourceless, hash-based bytecode (``bytecode``), copy
+3. compile every source module to sourceless, hash-based bytecode without docstrings or
+   column positions (``bytecode``; modules the interpreter has frozen are not copied), copy
    extension modules (and the shared libraries third-party wheels bundle for them),
    stripped (``strip``), and the ``kv_ro`` data directories under ``data/`` (those with a
    ``generate`` hook made now, in a scratch directory); write
@@ -16,7 +17,8 @@ The steps, each deterministic so that the same inputs give the same bytes:
    ``interp/``, and the ``launch`` script that starts an extraction without ``fata``
    (unless ``FATA_SELF_CONTAINED=0``: the image then runs on the host's Python);
 4. write the manifest (every member with size, SHA-256 and kind, what was left out and
-   why, what stripping saved, the interpreter and each of its files' origin), sign it with
+   why, what stripping saved, how the bytecode was compiled, the modules run frozen, the
+   interpreter and each of its files' origin), sign it with
    ed25519 and write the archive (``archive``) with one timestamp: ``SOURCE_DATE_EPOCH``, else the git
    commit time, else 1980-01-01.
 """
@@ -41,7 +43,12 @@ from fata.image import interpreter as interp_mod
 from fata.image import leftout
 from fata.image import strip as strip_mod
 from fata.image.archive import Member, write_archive
-from fata.image.bytecode import check_bytecode, pyc_bytes
+from fata.image.bytecode import (
+    DOCSTRINGS_KEPT,
+    check_bytecode,
+    keeps_class_docstrings,
+    pyc_bytes,
+)
 from fata.image.errors import ImageError
 from fata.image.keys import SigningKey, dev_signing_key, load_signing_key
 from fata.image.mainmodule import MAIN_NAME, main_source
@@ -103,6 +110,8 @@ def build(
     write_archive(path, archive, epoch)
     size = path.stat().st_size
     summary = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+    if extra["frozen"]:
+        summary += f"; {len(extra['frozen'])} more frozen in the interpreter"
     log(f"{len(archive)} files ({summary}), {size / 1e6:.1f} MB, signed by {signer.label} "
         f"[{signer.key_id}]")
     return path
@@ -155,7 +164,7 @@ def collect(
     epoch: int = FALLBACK_EPOCH,
 ) -> tuple[dict[str, tuple[Member, str]], dict[str, int], dict[str, Any]]:
     """Every member but the manifest and signature: {path: (member, kind)}, module counts,
-    and the manifest's ``left_out`` and ``stripped`` sections."""
+    and the manifest's ``left_out``, ``stripped``, ``bytecode`` and ``frozen`` sections."""
     assert appliance.directory is not None
     source = leftout.require_hook(
         main_source(baked, baked["platform_modules"], appliance.entry_module))
@@ -209,8 +218,12 @@ def collect(
             raise ImageError(f"two different files want the image path {path}")
         members[path] = (Member(path, data, mode), kind)
 
+    frozen: list[str] = []  # run from the interpreter's frozen copy: no member
     for name in sorted(found.modules):
         module = found.modules[name]
+        if module.frozen:
+            frozen.append(name)
+            continue
         counts[module.origin] = counts.get(module.origin, 0) + 1
         if module.path is None:
             continue
@@ -219,7 +232,9 @@ def collect(
         if module.kind == "source":
             display = rel
             target_rel = rel[: -len(".py")] + ".pyc"
-            add(f"{base}/{target_rel}", pyc_bytes(module.path.read_bytes(), display), module.origin)
+            pyc = pyc_bytes(module.path.read_bytes(), display,
+                            class_docstrings=keeps_class_docstrings(name))
+            add(f"{base}/{target_rel}", pyc, module.origin)
         elif module.kind == "bytecode":
             data = check_bytecode(module.path.read_bytes(), module.path)
             add(f"{base}/{rel}", data, module.origin)
@@ -251,7 +266,8 @@ def collect(
                 if path.is_dir() or any(p in ("__pycache__", ".git") for p in rel_parts):
                     continue
                 add(f"data/{directory}/{'/'.join(rel_parts)}", path.read_bytes(), "data")
-    extra: dict[str, Any] = {"left_out": left_out, "stripped": stripped}
+    extra: dict[str, Any] = {"left_out": left_out, "stripped": stripped,
+                             "bytecode": bytecode_section(found), "frozen": frozen}
     if self_contained():
         if not any(f"/lib-dynload/{name}." in path for path in members
                    for name in ("_hashlib", "_sha256")):
@@ -264,6 +280,16 @@ def collect(
         extra["interpreter"] = add_interpreter(add, shared_object, sources.values(),
                                                wheel_libs)
     return members, counts, extra
+
+
+def bytecode_section(found: closure_mod.Closure) -> dict[str, Any]:
+    """The manifest's ``bytecode`` section: how the modules were compiled (``bytecode``),
+    and which kept their class docstrings and why."""
+    kept = sorted({p for name in found.modules for p in DOCSTRINGS_KEPT
+                   if name == p or name.startswith(p + ".")})
+    return {"docstrings": "stripped",
+            "class_docstrings_kept": {p: DOCSTRINGS_KEPT[p] for p in kept},
+            "dataclass_docstrings": "kept", "asserts": "kept", "columns": "dropped"}
 
 
 def generate_data(appliance_dir: Path, entry: str, out: Path, epoch: int,

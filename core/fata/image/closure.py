@@ -16,11 +16,21 @@ appliance's entry module).  The walk reads every module's syntax tree and sorts 
 - **dead**: under ``if TYPE_CHECKING:``, ``if __name__ == "__main__":`` or a test of the
   platform that is false where the image runs (``sys.platform == "win32"``,
   ``os.name == "nt"``, ``"nt" in sys.builtin_module_names`` and module-level names bound to
-  such tests, like subprocess's ``_mswindows``): it never runs, so it is never followed;
+  such tests, like subprocess's ``_mswindows``), or in the handler of a ``try`` that
+  only imports what is compiled into the interpreter and so cannot fail (threading's
+  ``from _thread import _local``, whose fallback is ``_threading_local``): it never runs,
+  so it is never followed;
 - **guarded**: inside ``try:`` whose handler catches ``ImportError`` (or ``Exception``):
   the importer was written to carry on without the module (the handler's own imports, the
-  fallback, are eager);
+  fallback, are eager); *probed* when the importer deletes the name right away and only
+  records that the import worked (shutil's ``import zlib; del zlib``);
 - **lazy**: inside a function: it runs only if that function is called.
+
+A module the interpreter has *frozen* (compiled into libpython: ``os``, ``codecs``, ``abc``,
+``io``, ``importlib.util``, ``zipimport``..., and importlib's ``_bootstrap`` modules, which
+are the frozen import system under another name, ``FROZEN_ALIASES``) is walked like any
+other, its imports followed, but marked ``frozen``: the image's interpreter imports its own
+frozen copy and never the file, so the file is not a member (``fata inspect`` lists them).
 
 Why this method, rather than following every import: most of what the stdlib drags in is
 reached through lazy, deferred and guarded imports of code an appliance never calls
@@ -33,12 +43,12 @@ authors put an import in a function on purpose, and their own tests run it).  In
 stdlib and third-party packages it follows eager imports, deferred and guarded imports
 of compiled modules (C accelerators such as ``_json``, and primitives such as
 ``binascii``: they import nothing to prune, and leaving them out saves only their own
-bytes), and the lazy or deferred imports listed in ``LAZY_FOLLOWED``, which the runtime's
-own paths call.  Everything else is *left out*: ``Closure.left_out`` says which module, by
-whom and how it was imported; ``fata build`` prints a summary and records each one in the
-manifest.  An appliance that does call such a function names the module in
-``include=[...]``.  A module one importer defers and another guards goes in: the first
-needs its import to succeed, the second to fail.
+bytes; but not a compiled module only probed for), and the lazy or deferred imports
+listed in ``LAZY_FOLLOWED``, which the runtime's own paths call.  Everything else is *left
+out*: ``Closure.left_out`` says which module, by whom and how it was imported; ``fata
+build`` prints a summary and records each one in the manifest.  An appliance that does
+call such a function names the module in ``include=[...]``.  A module one importer defers
+and another guards goes in: the first needs its import to succeed, the second to fail.
 
 What is left out is proven by running, not assumed: the image's import system is sealed
 to its manifest, so a left-out module fails loudly at run time (``fata.image.leftout``
@@ -49,22 +59,32 @@ appliance's tests run its built images (``tests/dns``); each ``LAZY_FOLLOWED`` e
 there because they failed, naming the module, without it.  Left-out paths those tests do
 not run (dnspython's TSIG signing needs ``hmac``, a zone with UTF-8 rather than ``xn--``
 names ``encodings.idna``) fail with that message until the configuration includes the
-module.  One pattern the walk
-cannot see: another module reading a deferred module through its importer
-(``from importer import x`` at module level) gets the stand-in.
+module.  One pattern the walk cannot see: another module reading a deferred module
+through its importer (``from importer import x`` at module level) gets the stand-in.
+
+Checked against a trace: the DNS image started with ``-X importtime`` and queried imports
+every module this walk keeps as eager (argparse, shutil, locale, inspect, ast, logging,
+subprocess, urllib.parse...: each is imported at module level by code that runs, so none
+can be left out by any method short of changing that code); the members it never imports
+are dnspython's record types (``include=``, loaded by type name), datetime (their RRSIG
+times), the codecs of ``INTERPRETER_MODULES`` (looked up by name), and the executor's
+queue (``LAZY_FOLLOWED``: a path that run did not take).
 
 What a configuration reaches only by computed names comes through its ``include=[...]``
 (whole packages), and what compiled extension modules import from C is listed in
 ``HIDDEN_IMPORTS`` or read from the Cython sources shipped beside them.
 
-Nothing is imported: finding a module is a directory lookup (``importlib``'s own
-``FileFinder``), so building never runs appliance or third-party code.
+Nothing is imported but the interpreter's own built-in modules, to see which names they
+define: finding a module is a directory lookup (``importlib``'s own ``FileFinder``), so
+building never runs appliance, third-party or stdlib Python code.
 """
 
 from __future__ import annotations
 
+import _imp
 import ast
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -152,6 +172,27 @@ INTERPRETER_MODULES: tuple[str, ...] = (
     "linecache", "traceback",
 )
 
+# importlib's ``__init__`` registers the interpreter's frozen import system under these
+# names (``sys.modules``) before any submodule of it can be imported, so their files are
+# never read either: module -> the frozen module it is.
+FROZEN_ALIASES: dict[str, str] = {
+    "importlib._bootstrap": "_frozen_importlib",
+    "importlib._bootstrap_external": "_frozen_importlib_external",
+}
+
+
+def is_frozen(name: str) -> bool:
+    """Whether the interpreter has ``name`` compiled in as a frozen module (``os``,
+    ``codecs``, ``abc``, ``importlib.util``...), which it imports instead of any file.
+
+    Asked of the Python running the build, which is the image's own (copied into it, or
+    the only one a ``FATA_SELF_CONTAINED=0`` image runs on); images run it with
+    ``-X frozen_modules=on`` (``run.py``, ``launch``), the default of an installed Python,
+    and a build by a Python run with ``frozen_modules=off`` answers False: the files go in
+    and are not read."""
+    return _imp.is_frozen(FROZEN_ALIASES.get(name, name))
+
+
 # Imports written inside functions are followed (the function may run), except into these
 # development tools, which stdlib modules import lazily for their self-tests and debugging
 # hooks (pickle's doctest, multiprocessing's test.support...) and which no appliance runs.
@@ -182,6 +223,9 @@ class Module:
     origin: str  # "stdlib" | "fata" | "appliance" | "third-party"
     root: Path  # the search root it was found under (its import path entry)
     search_locations: tuple[str, ...] = ()
+    # Compiled into the interpreter (frozen): the image's own interpreter runs that copy, so
+    # the file is only read for its imports and is not a member (see ``FROZEN_ALIASES``).
+    frozen: bool = False
 
 
 @dataclass
@@ -192,7 +236,7 @@ class Closure:
     missing: dict[str, set[str]] = field(default_factory=dict)  # name -> importers
     reasons: dict[str, str] = field(default_factory=dict)  # name -> first importer (for `why`)
     # Modules that exist but were reached only by imports not followed:
-    # name -> {importer: "lazy" | "guarded" | "deferred"}.
+    # name -> {importer: "lazy" | "guarded" | "probed" | "deferred"}.
     left_out: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def left_out_report(self) -> dict[str, dict[str, Any]]:
@@ -214,6 +258,8 @@ _HOW = {
     "lazy": "imported only inside functions the appliance is not known to call",
     "guarded": "imported only under try/except ImportError (the importer carries on "
                "without it)",
+    "probed": "imported only to test whether it exists, under try/except ImportError (the "
+              "importer records that it does not and carries on)",
 }
 
 
@@ -282,7 +328,8 @@ class ModuleIndex:
             else:
                 kind = "source"
             locs = tuple(spec.submodule_search_locations or ())
-            return Module(name, path, kind, bool(locs), origin, root, locs)
+            frozen = origin == "stdlib" and kind == "source" and is_frozen(name)
+            return Module(name, path, kind, bool(locs), origin, root, locs, frozen)
         if portions and first_portion is not None:
             origin, root = first_portion
             return Module(name, None, "namespace", True, origin, root, tuple(portions))
@@ -352,11 +399,22 @@ class ImportScanner(ast.NodeVisitor):
         self._static: dict[str, bool] = {}  # module-level names bound to platform tests
         self._builtin_names: set[str] = set()  # names bound to sys.builtin_module_names
         self.fallible: set[str] = set()  # lazy imports under try/except ImportError
+        # Guarded imports at module level, and how many of them only test that the module
+        # exists: a module is a probe when all of them do (see `probes`).
+        self._guarded_count: dict[str, int] = {}
+        self._probe_count: dict[str, int] = {}
         # `import x` at module level, unguarded: (the name it binds, the module), and the
         # names read while the module is imported (module and class bodies, decorators,
         # default values, annotations) - see `deferred`.
         self._plain_imports: list[tuple[str, str]] = []
         self._import_time_names: set[str] = set()
+
+    @property
+    def probes(self) -> list[str]:
+        """Modules every guarded import of which only tests that they exist (shutil's
+        ``import zlib; del zlib``): the module itself never uses them."""
+        return sorted(n for n, count in self._probe_count.items()
+                      if count == self._guarded_count.get(n))
 
     @property
     def deferred(self) -> list[str]:
@@ -373,6 +431,7 @@ class ImportScanner(ast.NodeVisitor):
                 self.fallible.add(name)
         elif self._guard:
             self.guarded.append(name)
+            self._guarded_count[name] = self._guarded_count.get(name, 0) + 1
         elif maybe:
             self.maybe.append(name)
         else:
@@ -412,9 +471,32 @@ class ImportScanner(ast.NodeVisitor):
         for child in node.body:
             self.visit(child)
         self._guard -= guards
-        # A handler's imports are the fallback: they run when the guarded ones fail.
-        for child in [*node.handlers, *node.orelse, *node.finalbody]:
+        # A handler's imports are the fallback: they run when the guarded ones fail, which
+        # the guarded ones cannot when they are compiled into the interpreter (threading's
+        # `from _thread import _local`, abc's `from _abc import ...`): then they are dead.
+        handlers = [] if guards and self._cannot_fail(node.body) else node.handlers
+        if guards and self._depth == 0 and not self._guard:
+            for name in _probes(node.body):
+                self._probe_count[name] = self._probe_count.get(name, 0) + 1
+        for child in [*handlers, *node.orelse, *node.finalbody]:
             self.visit(child)
+
+    def _cannot_fail(self, body: list[ast.stmt]) -> bool:
+        """Whether ``body`` does nothing but import modules built into (or frozen in) the
+        interpreter, and names they define: it cannot raise ImportError where the image
+        runs, on the interpreter that builds it."""
+        for stmt in body:
+            if isinstance(stmt, ast.Import):
+                if not all(_in_interpreter(a.name) for a in stmt.names):
+                    return False
+            elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module:
+                defined = _builtin_names(stmt.module)
+                if defined is None or not all(a.name == "*" or a.name in defined
+                                              for a in stmt.names):
+                    return False
+            else:
+                return False
+        return bool(body)
 
     visit_TryStar = visit_Try
 
@@ -530,6 +612,29 @@ class ImportScanner(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _probes(body: list[ast.stmt]) -> list[str]:
+    """The modules a guarded ``body`` imports only to learn whether they exist: ``import
+    x`` with the name deleted right after (shutil's ``import zlib; del zlib;
+    _ZLIB_SUPPORTED = True``), so the importer itself never uses them."""
+    deleted = {t.id for stmt in body if isinstance(stmt, ast.Delete)
+               for t in stmt.targets if isinstance(t, ast.Name)}
+    return [a.name for stmt in body if isinstance(stmt, ast.Import) for a in stmt.names
+            if a.asname is None and "." not in a.name and a.name in deleted]
+
+
+def _in_interpreter(name: str) -> bool:
+    """Whether importing ``name`` needs no file: a built-in or frozen module."""
+    return name in sys.builtin_module_names or is_frozen(name)
+
+
+def _builtin_names(name: str) -> set[str] | None:
+    """The names a built-in module defines (None for any other module).  Importing one
+    runs only the interpreter's own C code, already linked into the build's process."""
+    if name not in sys.builtin_module_names:
+        return None
+    return set(dir(importlib.import_module(name)))
+
+
 def _catches_import_error(handler: ast.expr | None) -> bool:
     """Whether an ``except`` clause catches a failed import."""
     if handler is None:
@@ -582,11 +687,16 @@ class Scan:
     guarded: tuple[str, ...] = ()  # under try/except ImportError: the importer copes without
     deferred: tuple[str, ...] = ()  # of `required`: bound names read only inside functions
     fallible: tuple[str, ...] = ()  # of `lazy`: under try/except ImportError
+    probes: tuple[str, ...] = ()  # of `guarded`: imported only to test that they exist
 
 
 _scan_cache: dict[str, Scan] = {}
-# Bumped when the scanner's output changes; the platform is part of what it evaluates.
-_SCAN_VERSION = f"3-{sys.platform}-{os.name}"
+# Bumped when the scanner's output changes; the platform and what is compiled into the
+# interpreter (its built-in and frozen modules) are part of what it evaluates.
+_SCAN_VERSION = "4-{}-{}-{}".format(sys.platform, os.name, hashlib.sha256(repr((
+    sorted(sys.builtin_module_names),
+    sorted(getattr(_imp, "_frozen_module_names", tuple)()),  # fewer: frozen_modules=off
+)).encode()).hexdigest()[:16])
 
 
 def scan_source(source: bytes, module: str, is_package: bool, filename: str) -> Scan:
@@ -600,7 +710,8 @@ def scan_source(source: bytes, module: str, is_package: bool, filename: str) -> 
     try:
         doc = json.loads(cache_file.read_bytes())
         result = Scan(tuple(doc["required"]), tuple(doc["maybe"]), tuple(doc["lazy"]),
-                      tuple(doc["guarded"]), tuple(doc["deferred"]), tuple(doc["fallible"]))
+                      tuple(doc["guarded"]), tuple(doc["deferred"]), tuple(doc["fallible"]),
+                      tuple(doc["probes"]))
     except (OSError, ValueError, KeyError, TypeError):
         result = None
     if result is None:
@@ -612,14 +723,15 @@ def scan_source(source: bytes, module: str, is_package: bool, filename: str) -> 
         scanner.visit(tree)
         result = Scan(tuple(scanner.required), tuple(scanner.maybe), tuple(scanner.lazy),
                       tuple(scanner.guarded), tuple(dict.fromkeys(scanner.deferred)),
-                      tuple(sorted(scanner.fallible)))
+                      tuple(sorted(scanner.fallible)), tuple(scanner.probes))
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_name(f".{key}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"required": result.required, "maybe": result.maybe,
                                        "lazy": result.lazy, "guarded": result.guarded,
                                        "deferred": result.deferred,
-                                       "fallible": result.fallible}))
+                                       "fallible": result.fallible,
+                                       "probes": result.probes}))
             os.replace(tmp, cache_file)
         except OSError:
             pass
@@ -639,8 +751,13 @@ def _cython_imports(module: Module) -> list[str]:
     if module.path is None:
         return []
     package_dir = module.path.parent
+    if "." in module.name:  # in a package: the package's Cython sources
+        sources = [*package_dir.rglob("*.pyx"), *package_dir.rglob("*.pxi")]
+    else:  # a top-level module (brotli's _brotli): only its own, not all of site-packages'
+        sources = [p for p in (package_dir / f"{module.name}.pyx",
+                               package_dir / f"{module.name}.pxi") if p.is_file()]
     found: list[str] = []
-    for source in sorted([*package_dir.rglob("*.pyx"), *package_dir.rglob("*.pxi")]):
+    for source in sorted(sources):
         try:
             text = source.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -708,9 +825,15 @@ class _Walk:
         self.push([n for n in scan.required if n not in deferred], importer, True)
         self.hold(deferred, importer, "deferred")
         self.push(scan.maybe, importer, False)
-        accelerators = [n for n in scan.guarded if self._is_compiled(n)]
+        # A compiled module probed for (zlib for shutil's archive formats) is not an
+        # accelerator: the importer does not call it, only records that it exists.
+        accelerators = [n for n in scan.guarded
+                        if self._is_compiled(n) and n not in scan.probes]
         self.push(accelerators, importer, False)
-        self.hold([n for n in scan.guarded if n not in accelerators], importer, "guarded")
+        self.hold([n for n in scan.guarded if n not in accelerators and n in scan.probes],
+                  importer, "probed")
+        self.hold([n for n in scan.guarded if n not in accelerators and n not in scan.probes],
+                  importer, "guarded")
         self.push([n for n in scan.lazy if n in followed], importer, False)
         for name in scan.lazy:
             if name not in followed:
@@ -767,7 +890,8 @@ class _Walk:
             # must then import, as a stand-in) and another guards (it must then fail, to
             # take the fallback) cannot be both: it goes in.
             conflicts = [name for name, importers in self.closure.left_out.items()
-                         if {"deferred", "guarded"} <= set(importers.values())]
+                         if "deferred" in importers.values()
+                         and {"guarded", "probed"} & set(importers.values())]
             if not conflicts:
                 return self.closure
             for name in conflicts:

@@ -2,10 +2,13 @@
 
 The report is the manifest plus a size breakdown by kind (appliance, fata, stdlib,
 third-party, data, image, and the interpreter a self-contained image carries on a line of
-its own), both as stored (deflated) and unpacked, the largest members,
-what stripping the shared objects saved, what the build left out (``closure``), and
-whether the image verifies against the keys trusted here.  It reads an image it
-cannot verify too (a tampered one is worth looking at); the verdict says so.
+its own), both as stored (deflated) and unpacked, the *closure* (every stored byte but the
+interpreter's, ``MANIFEST.json`` and ``SIGNATURE`` included: what an appliance's own
+choices weigh), the largest members, how the bytecode was compiled (``bytecode``), which
+modules run from the interpreter's frozen copies, what stripping the shared objects saved,
+what the build left out (``closure``), and whether the image verifies against the keys
+trusted here.  It reads an image it cannot verify too (a tampered one is worth looking
+at); the verdict says so.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def inspect(image: Path) -> dict[str, Any]:
                 "modules": sum(1 for e in entries if e["path"].endswith((".pyc", ".so"))),
             }
     largest = sorted(manifest["files"], key=lambda e: (-e["size"], e["path"]))[:_TOP]
+    interpreter = {e["path"] for e in manifest["files"] if e["kind"] == "interpreter"}
+    closure_stored = sum(n for name, n in stored.items() if name not in interpreter)
     try:
         verified = verify_image(image, trusted_keys())
         verdict = f"ok: intact, signed by trusted key {verified.trusted_by.key_id}"
@@ -55,6 +60,7 @@ def inspect(image: Path) -> dict[str, Any]:
         "verified": ok,
         "verification": verdict,
         "breakdown": breakdown,
+        "closure_stored_bytes": closure_stored,
         "largest": [{"path": e["path"], "size": e["size"], "kind": e["kind"]} for e in largest],
         "manifest": manifest,
     }
@@ -105,6 +111,18 @@ def format_inspect(info: dict[str, Any]) -> str:
         total_modules += row["modules"]
     lines.append(f"{'total':<12} {total_files:>6} {total_modules:>8} {_mb(total_bytes):>11} "
                  f"{_mb(total_stored):>11}")
+    lines += ["", f"closure   {info['closure_stored_bytes'] / 1e6:.2f} MB stored: every member "
+                  f"but the interpreter's, with MANIFEST.json and SIGNATURE"]
+    bytecode = m.get("bytecode")
+    if bytecode:
+        kept = ", ".join(sorted(bytecode.get("class_docstrings_kept", {})))
+        kept = f" and of the classes of {kept}" if kept else ""
+        lines.append(f"bytecode  docstrings {bytecode['docstrings']} (but those of dataclasses"
+                     f"{kept}), asserts {bytecode['asserts']}, column positions "
+                     f"{bytecode['columns']} (tracebacks keep their lines)")
+    if m.get("frozen"):
+        lines.append(f"frozen    {len(m['frozen'])} modules run from the interpreter's frozen "
+                     f"copies, not members: {', '.join(m['frozen'])}")
     stripped = m.get("stripped")
     if stripped is not None and stripped.get("tool") is None:
         lines += ["", "stripped  no: the build machine had no `strip`"]

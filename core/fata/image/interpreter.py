@@ -241,7 +241,7 @@ here=$(cd "$here" && pwd -P) || exit 1
 for v in $(env | sed -n 's/^\\(PYTHON[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset "$v"; done
 export PYTHONHOME="$here" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUTF8=1
 exec "$here/{loader}" --library-path "$here/{lib}" --argv0 "$here/{binary}" \\
-    "$here/{binary}" -S -s -B -P "$here/{main}" "$@"
+    "$here/{binary}" -X frozen_modules=on -S -s -B -P "$here/{main}" "$@"
 '''
 
 

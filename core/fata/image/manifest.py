@@ -7,7 +7,10 @@ signing key's id and label, and every other member with its size, SHA-256 and ki
 ``interpreter``; an interpreter file also has its ``origin``: the Debian package and version
 it came from, or "not from a package: PATH").  A self-contained image's ``interpreter``
 section names its binary, loader, library directory, launcher, Python version and origins;
-``python`` then says what its bytecode is for, not what must run it.  ``SIGNATURE``
+``python`` then says what its bytecode is for, not what must run it.  ``bytecode`` says how
+the modules were compiled (docstrings stripped but where code reads them, asserts kept,
+column positions dropped) and ``frozen`` which modules the image runs from the
+interpreter's frozen copies instead of members.  ``SIGNATURE``
 holds an ed25519 signature over the exact bytes of ``MANIFEST.json``; since the manifest
 pins every member's digest, the signature seals the whole image.
 """
@@ -57,8 +60,23 @@ def python_mismatch(recorded: dict[str, Any]) -> str | None:
 
 
 def dumps(manifest: dict[str, Any]) -> bytes:
-    """The canonical bytes of a manifest (sorted keys, so the same image, the same bytes)."""
-    return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+    """The canonical bytes of a manifest: sorted keys (so the same image, the same bytes),
+    compact separators (whitespace deflates well: the DNS image's manifest is only 1%
+    smaller stored than indented) and one line per file entry, so that it stays greppable
+    (``fata inspect`` is how a person reads it)."""
+    parts = []
+    for key in sorted(manifest):
+        value = manifest[key]
+        if key == "files" and isinstance(value, list):
+            text = "[\n" + ",\n".join(_compact(e) for e in value) + "\n]"
+        else:
+            text = _compact(value)
+        parts.append(f"{_compact(key)}:{text}")
+    return ("{" + ",\n".join(parts) + "}\n").encode()
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def signature_bytes(key_id: str, signature: bytes) -> bytes:

@@ -27,14 +27,16 @@ difference, including a file rewritten with its size and mtime put back (``os.ut
 cannot restore a ctime), sends the run through full verification, which re-extracts.
 
 That comparison only decides *when to repair*; it is not what the seal rests on.  The
-process ``execve``s the interpreter with ``-S -s -B -P -c <sealboot source>`` and a sealed
-memfd holding the verified manifest's member hashes (``sealboot``): every module is read
-into memory, checked against its SHA-256 and executed from the bytes that were checked
-(extension modules via a memfd), the baked data is checked before the appliance starts,
-and nothing that is not a member can be imported.  A member that differs is refused with
-an error naming it, and the next run repairs the extraction.  So every byte a run executes
-or reads as baked data was checked against the signed manifest in that run, whatever
-happened to the cache; see ``sealboot`` for the threat model.
+process ``execve``s the interpreter with ``-X frozen_modules=on -S -s -B -P -c <sealboot
+source>`` (the modules it has frozen come from libpython, which is hashed like the rest of
+the interpreter, not from member files) and a sealed memfd holding the verified manifest's
+member hashes (``sealboot``): every module is read into memory, checked against its
+SHA-256 and executed from the bytes that were checked (extension modules via a memfd), the
+baked data is checked before the appliance starts, and nothing that is not a member can be
+imported.  A member that differs is refused with an error naming it, and the next run
+repairs the extraction.  So every byte a run executes or reads as baked data was checked
+against the signed manifest in that run, whatever happened to the cache; see ``sealboot``
+for the threat model.
 """
 
 from __future__ import annotations
@@ -229,7 +231,10 @@ def prepare(image: Path, argv: list[str], trust: list[Path] | tuple[Path, ...] =
     # every `ps` line of an appliance 15 KB long); its own namespace, not __main__'s.
     stub = (f"import marshal,posix;b={{'__name__':'fata_sealboot'}};"
             f"exec(marshal.loads(posix.pread({fds['boot']},{1 << 24},0)),b);b['boot']()")
-    return Launch(exe, [*command, "-S", "-s", "-B", "-P", "-c", stub, str(fds["table"]), *argv],
+    # frozen_modules=on (an installed Python's default, said explicitly): the modules the
+    # build found frozen in this interpreter are not members (closure.is_frozen).
+    return Launch(exe, [*command, "-X", "frozen_modules=on", "-S", "-s", "-B", "-P", "-c", stub,
+                        str(fds["table"]), *argv],
                   env, root, tuple(fds.values()))
 
 

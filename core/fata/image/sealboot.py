@@ -1,12 +1,12 @@
 """The first code an image's process runs: an import system that executes only verified bytes.
 
-``fata run`` (``run.py``) starts the interpreter as ``python -S -s -B -P -c <stub> <fd>
-ARGS...``, where the stub runs this module's code, marshalled by the parent into a sealed
-``memfd`` (``F_SEAL_WRITE``: nobody can change it), and calls :func:`boot`; so nothing on
-disk runs before it.  ``<fd>`` is
-another sealed memfd, written by the parent after it checked the manifest's signature in
-this run.  It holds the image's extraction directory, the path and SHA-256 of every member,
-and the numbers of two more sealed memfds:
+``fata run`` (``run.py``) starts the interpreter as ``python -X frozen_modules=on -S -s -B
+-P -c <stub> <fd> ARGS...``, where the stub runs this module's code, marshalled by the
+parent into a sealed ``memfd`` (``F_SEAL_WRITE``: nobody can change it), and calls
+:func:`boot`; so nothing on disk runs before it.  ``<fd>`` is another sealed memfd,
+written by the parent after it checked the manifest's signature in this run.  It holds the
+image's extraction directory, the path and SHA-256 of every member, and the numbers of two
+more sealed memfds:
 
 - the image's own SHA-256 extension module (``_hashlib``, else ``_sha256``), whose bytes the
   parent checked against the manifest, loaded from that memfd: the hash the seal relies on
