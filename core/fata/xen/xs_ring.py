@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import platform
 
+from fata.xen.byte_queue import ByteQueue
+from fata.xen.ring import RingError
 from fata.xen.xs_wire import FEATURE_ERROR, FEATURE_RECONNECTION
+
+__all__ = ["RingError", "XsRing"]
 
 RING_SIZE = 1024
 MASK = RING_SIZE - 1
@@ -34,10 +38,6 @@ if platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover - other ha
     raise ImportError("fata.xen.xs_ring relies on x86-64 store ordering (no fences yet)")
 
 
-class RingError(Exception):
-    """The peer's indexes are impossible: the ring cannot be trusted any more."""
-
-
 class XsRing:
     """One end of a xenstore ring: the server consumes requests and produces responses,
     a guest the reverse.  ``page`` is the shared page (at least 4 KiB, writable)."""
@@ -48,61 +48,28 @@ class XsRing:
             raise ValueError("a xenstore ring is a 4096-byte page")
         self._words = self._bytes.cast("I")
         self.server = server
-        if server:
-            self._in, self._in_cons, self._in_prod = REQ, REQ_CONS, REQ_PROD
-            self._out, self._out_cons, self._out_prod = RSP, RSP_CONS, RSP_PROD
-        else:
-            self._in, self._in_cons, self._in_prod = RSP, RSP_CONS, RSP_PROD
-            self._out, self._out_cons, self._out_prod = REQ, REQ_CONS, REQ_PROD
+        requests = ByteQueue(self._bytes, self._words, REQ, RING_SIZE, REQ_CONS, REQ_PROD,
+                             "request")
+        responses = ByteQueue(self._bytes, self._words, RSP, RING_SIZE, RSP_CONS, RSP_PROD,
+                              "response")
+        self._input, self._output = (requests, responses) if server else (responses, requests)
 
     # -- the byte queues -----------------------------------------------------------------
 
     def read(self, limit: int = RING_SIZE) -> bytes:
         """Up to ``limit`` queued input bytes, consumed (the peer may now reuse the room)."""
-        words = self._words
-        cons = words[self._in_cons]
-        queued = (words[self._in_prod] - cons) & 0xFFFFFFFF
-        if queued > RING_SIZE:
-            raise RingError(f"input indexes are {queued} bytes apart (at most {RING_SIZE})")
-        n = min(queued, limit)
-        if not n:
-            return b""
-        start = cons & MASK
-        first = min(n, RING_SIZE - start)
-        base = self._in
-        data = bytes(self._bytes[base + start:base + start + first])
-        if first < n:
-            data += bytes(self._bytes[base:base + n - first])
-        words[self._in_cons] = (cons + n) & 0xFFFFFFFF
-        return data
+        return self._input.read(limit)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as there is room for; how many bytes that was."""
-        words = self._words
-        prod = words[self._out_prod]
-        used = (prod - words[self._out_cons]) & 0xFFFFFFFF
-        if used > RING_SIZE:
-            raise RingError(f"output indexes are {used} bytes apart (at most {RING_SIZE})")
-        n = min(len(data), RING_SIZE - used)
-        if not n:
-            return 0
-        start = prod & MASK
-        first = min(n, RING_SIZE - start)
-        base = self._out
-        view = memoryview(data)
-        self._bytes[base + start:base + start + first] = view[:first]
-        if first < n:
-            self._bytes[base:base + n - first] = view[first:n]
-        words[self._out_prod] = (prod + n) & 0xFFFFFFFF  # after the data: the publish
-        return n
+        return self._output.write(data)
 
     def input_pending(self) -> bool:
         """Whether the peer has queued bytes we have not read."""
-        return self._words[self._in_prod] != self._words[self._in_cons]
+        return self._input.pending()
 
     def output_room(self) -> int:
-        return RING_SIZE - ((self._words[self._out_prod] - self._words[self._out_cons])
-                            & 0xFFFFFFFF)
+        return self._output.room()
 
     # -- the signalling fields -----------------------------------------------------------
 
