@@ -73,3 +73,27 @@ class ByteQueue:
         """How many bytes :meth:`write` would take now (0: wait for the consumer)."""
         used = (self._words[self.prod] - self._words[self.cons]) & MASK32
         return max(0, self.size - used)
+
+
+class Duplex:
+    """One end of a page holding a queue each way: this end reads :attr:`_input` and
+    writes :attr:`_output` (which is which depends on the side; subclasses set them)."""
+
+    _input: ByteQueue
+    _output: ByteQueue
+
+    def read(self, limit: int | None = None) -> bytes:
+        """Up to ``limit`` queued input bytes, consumed (the peer may now reuse the room)."""
+        return self._input.read(limit)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue as much of ``data`` as there is room for; how many bytes that was."""
+        return self._output.write(data)
+
+    def input_pending(self) -> bool:
+        """Whether the peer has queued bytes we have not read."""
+        return self._input.pending()
+
+    def output_room(self) -> int:
+        """How many bytes :meth:`write` would take now (0: wait for the peer to read)."""
+        return self._output.room()

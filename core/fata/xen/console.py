@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import platform
 
-from fata.xen.byte_queue import ByteQueue
+from fata.xen.byte_queue import ByteQueue, Duplex
 from fata.xen.ring import Shared
 
 IN, IN_SIZE = 0, 1024
@@ -29,7 +29,7 @@ if platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover - other ha
     raise ImportError("fata.xen.console relies on x86-64 store ordering (no fences yet)")
 
 
-class ConsoleRing:
+class ConsoleRing(Duplex):
     """One end of a console page: the guest writes ``out`` and reads ``in``; the console
     daemon (``backend=True``) the reverse.  ``page`` is the shared page (writable, at least
     the 3088 bytes of the interface; normally the whole 4 KiB page)."""
@@ -48,22 +48,6 @@ class ConsoleRing:
         guest_out = ByteQueue(self._bytes, self._words, OUT, OUT_SIZE, OUT_CONS, OUT_PROD,
                               "console output")
         self._input, self._output = (guest_out, guest_in) if backend else (guest_in, guest_out)
-
-    def read(self, limit: int | None = None) -> bytes:
-        """Up to ``limit`` queued input bytes, consumed (the peer may now reuse the room)."""
-        return self._input.read(limit)
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Queue as much of ``data`` as there is room for; how many bytes that was."""
-        return self._output.write(data)
-
-    def input_pending(self) -> bool:
-        """Whether the peer has queued bytes we have not read."""
-        return self._input.pending()
-
-    def output_room(self) -> int:
-        """How many bytes :meth:`write` would take now (0: wait for the peer to read)."""
-        return self._output.room()
 
     def release(self) -> None:
         """Drop the views so the page's mapping can be closed."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import platform
 
-from fata.xen.byte_queue import ByteQueue
+from fata.xen.byte_queue import ByteQueue, Duplex
 from fata.xen.ring import RingError
 from fata.xen.xs_wire import FEATURE_ERROR, FEATURE_RECONNECTION
 
@@ -38,7 +38,7 @@ if platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover - other ha
     raise ImportError("fata.xen.xs_ring relies on x86-64 store ordering (no fences yet)")
 
 
-class XsRing:
+class XsRing(Duplex):
     """One end of a xenstore ring: the server consumes requests and produces responses,
     a guest the reverse.  ``page`` is the shared page (at least 4 KiB, writable)."""
 
@@ -54,24 +54,7 @@ class XsRing:
                               "response")
         self._input, self._output = (requests, responses) if server else (responses, requests)
 
-    # -- the byte queues -----------------------------------------------------------------
-
-    def read(self, limit: int = RING_SIZE) -> bytes:
-        """Up to ``limit`` queued input bytes, consumed (the peer may now reuse the room)."""
-        return self._input.read(limit)
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Queue as much of ``data`` as there is room for; how many bytes that was."""
-        return self._output.write(data)
-
-    def input_pending(self) -> bool:
-        """Whether the peer has queued bytes we have not read."""
-        return self._input.pending()
-
-    def output_room(self) -> int:
-        return self._output.room()
-
-    # -- the signalling fields -----------------------------------------------------------
+    # -- the signalling fields (the byte queues are Duplex's) --------------------------
 
     @property
     def features(self) -> int:
