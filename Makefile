@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard core/fata/platform/*.c) $
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(APPLIANCE_PROJECTS),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(APPLIANCE_PROJECTS),-e '$(patsubst %/,%,$(dir $(p)))[test]')
 	touch $@
 
 run: setup
