@@ -16,6 +16,14 @@
  *       whenever RING_PUSH_REQUESTS_AND_CHECK_NOTIFY says so; a back whenever
  *       RING_PUSH_RESPONSES_AND_CHECK_NOTIFY says so.  Exit 0 and print
  *       "requests N responses N kicks K waits W" if every field matched.
+ *   ring_peer blkdisk-front PATH RING_BYTES START COUNT WAIT_FD KICK_FD
+ *       A blkfront doing real block I/O through a block backend (Fata's blkback engine
+ *       on the Python end): PATH holds the ring, then DISK_DATA_PAGES data pages (grant
+ *       references DISK_GREF + k) and one page for indirect segments (DISK_INDIRECT_GREF).
+ *       COUNT rounds of writes (plain and indirect, segments of every shape), each read
+ *       back and compared with a model of the disk, discards, flushes and requests the
+ *       backend must refuse; then print "requests N refused R fnv H", H the FNV-1a hash
+ *       of the model of the DISK_SECTORS-sector disk, for the back to compare with its own.
  *
  * The request and response formulas here and in test_ring_interop.py must agree.
  */
@@ -332,6 +340,214 @@ DEFINE_BACK(netif_tx, netif_tx_request_t, netif_tx_response_t, tx_check_request,
 DEFINE_BACK(netif_rx, netif_rx_request_t, netif_rx_response_t, rx_check_request, rx_response)
 DEFINE_BACK(blkif, blkif_request_t, blkif_response_t, blk_check_request, blk_response)
 
+/* ---- blkdisk-front: real block I/O against a backend ------------------------------- */
+
+#define DISK_SECTORS 2048u
+#define DISK_DATA_PAGES 64u
+#define DISK_GREF 1000u
+#define DISK_INDIRECT_GREF 2000u
+#define DISK_BAD_GREF 7777u
+
+static uint8_t disk_model[DISK_SECTORS * 512];
+
+struct blkdisk {
+    blkif_front_ring_t front;
+    uint8_t *data;      /* DISK_DATA_PAGES pages: 0..31 written from, 32..63 read into */
+    uint8_t *indirect;  /* one page of blkif_request_segment */
+    uint64_t next_id;
+    unsigned requests, refused;
+};
+
+/* One request (any layout, in a zeroed slot), pushed, and its response awaited: the id
+ * must be the request's and the operation the expected one; the status is returned. */
+static int16_t blkdisk_call(struct blkdisk *d, const void *req, size_t size, uint64_t id,
+                            uint8_t expect_op)
+{
+    unsigned i = d->requests;
+    void *slot = RING_GET_REQUEST(&d->front, d->front.req_prod_pvt);
+    int notify;
+    memset(slot, 0, sizeof(blkif_request_t));
+    memcpy(slot, req, size);
+    d->front.req_prod_pvt++;
+    d->requests++;
+    RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&d->front, notify);
+    if (notify)
+        kick();
+    for (;;) {
+        RING_IDX rp = d->front.sring->rsp_prod;
+        int more;
+        xen_rmb();
+        if (RING_RESPONSE_PROD_OVERFLOW(&d->front, rp))
+            FAIL("rsp_prod %u overflows rsp_cons %u", rp, d->front.rsp_cons);
+        if (d->front.rsp_cons != rp) {
+            blkif_response_t rsp;
+            RING_COPY_RESPONSE(&d->front, d->front.rsp_cons, &rsp);
+            d->front.rsp_cons++;
+            EXPECT("response id", rsp.id, id);
+            EXPECT("response operation", rsp.operation, expect_op);
+            return rsp.status;
+        }
+        RING_FINAL_CHECK_FOR_RESPONSES(&d->front, more);
+        if (!more)
+            wait_for_kick();
+    }
+}
+
+static uint8_t disk_byte(unsigned i, unsigned s, unsigned b)
+{
+    return (uint8_t)(i * 131u + s * 29u + b * 7u + (b >> 9));
+}
+
+/* Segment s of an nseg-segment transfer in round i: which sectors of its page. */
+static void disk_segment(unsigned i, unsigned s, unsigned nseg, uint8_t *first, uint8_t *last)
+{
+    *first = (uint8_t)(s == 0 ? i % 4 : 0);
+    *last = (uint8_t)(s == nseg - 1 ? 7 - i % 3 : 7);
+}
+
+/* Write nseg segments from sector (their data from round i) and read them back into the
+ * other half of the pages, plainly (nseg <= 11) or through the indirect page. */
+static void disk_transfer(struct blkdisk *d, unsigned i, unsigned nseg, uint64_t sector)
+{
+    unsigned i_ = i;
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t op = pass == 0 ? BLKIF_OP_WRITE : BLKIF_OP_READ;
+        unsigned base = pass == 0 ? 0 : 32;
+        uint64_t at = sector, id = d->next_id++;
+        blkif_request_t plain;
+        blkif_request_indirect_t ind;
+        struct blkif_request_segment *segs = nseg <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? plain.seg
+                                      : (struct blkif_request_segment *)d->indirect;
+        memset(&plain, 0, sizeof(plain));
+        memset(&ind, 0, sizeof(ind));
+        for (unsigned s = 0; s < nseg; s++) {
+            uint8_t first, last;
+            uint8_t *page = d->data + (size_t)(base + s) * 4096;
+            disk_segment(i, s, nseg, &first, &last);
+            segs[s].gref = DISK_GREF + base + s;
+            segs[s].first_sect = first;
+            segs[s].last_sect = last;
+            size_t from = first * 512u, len = (last - first + 1u) * 512u;
+            if (op == BLKIF_OP_WRITE) {
+                for (size_t b = 0; b < len; b++) {
+                    page[from + b] = disk_byte(i, s, (unsigned)b);
+                    disk_model[at * 512 + b] = page[from + b];
+                }
+            } else {
+                memset(page, 0xEE, 4096);
+            }
+            at += last - first + 1u;
+        }
+        int16_t status;
+        if (nseg <= BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+            plain.operation = op;
+            plain.nr_segments = (uint8_t)nseg;
+            plain.handle = 0;
+            plain.id = id;
+            plain.sector_number = sector;
+            status = blkdisk_call(d, &plain, sizeof(plain), id, op);
+        } else {
+            ind.operation = BLKIF_OP_INDIRECT;
+            ind.indirect_op = op;
+            ind.nr_segments = (uint16_t)nseg;
+            ind.id = id;
+            ind.sector_number = sector;
+            ind.handle = 0;
+            ind.indirect_grefs[0] = DISK_INDIRECT_GREF;
+            status = blkdisk_call(d, &ind, sizeof(ind), id, op);  /* answered as its op */
+        }
+        EXPECT("transfer status", (uint16_t)status, BLKIF_RSP_OKAY);
+        if (op == BLKIF_OP_READ) {
+            at = sector;
+            for (unsigned s = 0; s < nseg; s++) {
+                uint8_t first, last;
+                const uint8_t *page = d->data + (size_t)(base + s) * 4096;
+                disk_segment(i, s, nseg, &first, &last);
+                size_t from = first * 512u, len = (last - first + 1u) * 512u;
+                if (memcmp(page + from, disk_model + at * 512, len) != 0)
+                    FAIL("round %u: segment %u read back differs from what was written", i_, s);
+                if ((first && page[0] != 0xEE) || (last < 7 && page[4095] != 0xEE))
+                    FAIL("round %u: segment %u: the backend wrote outside its sectors", i_, s);
+                at += last - first + 1u;
+            }
+        }
+    }
+}
+
+static void disk_refused(struct blkdisk *d, uint8_t operation, uint8_t nseg, uint32_t gref,
+                         uint8_t first, uint8_t last, int16_t want)
+{
+    blkif_request_t r;
+    unsigned i = d->requests;
+    memset(&r, 0, sizeof(r));
+    r.operation = operation;
+    r.nr_segments = nseg;
+    r.id = d->next_id++;
+    r.sector_number = 8;
+    for (unsigned s = 0; s < nseg && s < BLKIF_MAX_SEGMENTS_PER_REQUEST; s++) {
+        r.seg[s].gref = s == 0 ? gref : DISK_GREF + s;
+        r.seg[s].first_sect = s == 0 ? first : 0;
+        r.seg[s].last_sect = s == 0 ? last : 7;
+    }
+    EXPECT("refusal", (uint16_t)blkdisk_call(d, &r, sizeof(r), r.id, operation), (uint16_t)want);
+    d->refused++;
+}
+
+static void blkdisk_front(int fd, void *page, size_t bytes, RING_IDX start, unsigned count)
+{
+    struct blkdisk d;
+    blkif_sring_t *s = page;
+    size_t data_bytes = (DISK_DATA_PAGES + 1) * 4096u;
+    uint8_t *data = mmap(NULL, data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                         (off_t)bytes);
+    if (data == MAP_FAILED)
+        FAIL("mmap of the data pages: %s", strerror(errno));
+    memset(&d, 0, sizeof(d));
+    d.data = data;
+    d.indirect = data + DISK_DATA_PAGES * 4096u;
+    d.next_id = 0xD15C000000000000ull;
+    SHARED_RING_INIT(s);
+    s->req_prod = s->rsp_prod = start;
+    s->req_event = s->rsp_event = start + 1;
+    FRONT_RING_ATTACH(&d.front, s, start, bytes);
+    kick();
+    for (unsigned i = 0; i < count; i++) {
+        unsigned nseg = i % 4 == 3 ? 12 + i % 20 : 1 + i % 11;
+        uint64_t sector = (i * 97u) % (DISK_SECTORS - 32 * 8);
+        disk_transfer(&d, i, nseg, sector);
+        if (i % 7 == 6) {
+            blkif_request_discard_t r;
+            memset(&r, 0, sizeof(r));
+            r.operation = BLKIF_OP_DISCARD;
+            r.id = d.next_id++;
+            r.sector_number = (i * 53u) % (DISK_SECTORS - 64);
+            r.nr_sectors = 1 + i % 50;
+            EXPECT("discard", (uint16_t)blkdisk_call(&d, &r, sizeof(r), r.id,
+                                                     BLKIF_OP_DISCARD), BLKIF_RSP_OKAY);
+            memset(disk_model + r.sector_number * 512, 0, r.nr_sectors * 512);
+        }
+        if (i % 9 == 8) {
+            blkif_request_t r;
+            memset(&r, 0, sizeof(r));
+            r.operation = BLKIF_OP_FLUSH_DISKCACHE;
+            r.id = d.next_id++;
+            EXPECT("flush", (uint16_t)blkdisk_call(&d, &r, sizeof(r), r.id,
+                                                   BLKIF_OP_FLUSH_DISKCACHE), BLKIF_RSP_OKAY);
+        }
+        if (i % 13 == 12) {
+            disk_refused(&d, BLKIF_OP_WRITE, 3, DISK_BAD_GREF, 0, 7, BLKIF_RSP_ERROR);
+            disk_refused(&d, BLKIF_OP_READ, 2, DISK_GREF + 40, 6, 2, BLKIF_RSP_ERROR);
+            disk_refused(&d, BLKIF_OP_READ, 1, DISK_GREF + 40, 0, 8, BLKIF_RSP_ERROR);
+            disk_refused(&d, BLKIF_OP_WRITE, 0, 0, 0, 0, BLKIF_RSP_ERROR);
+            disk_refused(&d, BLKIF_OP_WRITE_BARRIER, 1, DISK_GREF, 0, 7, BLKIF_RSP_EOPNOTSUPP);
+        }
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t b = 0; b < sizeof(disk_model); b++)
+        h = (h ^ disk_model[b]) * 0x100000001b3ull;
+    printf("requests %u refused %u fnv %016" PRIx64 "\n", d.requests, d.refused, h);
+}
+
 /* ---- layout: what the Python modules must agree with --------------------------------- */
 
 #define OFF(s, f) printf("%s.%s %zu %zu\n", #s, #f, offsetof(struct s, f), \
@@ -501,6 +717,8 @@ int main(int argc, char **argv)
         blkif_front(page, bytes, start, count);
     else if (strcmp(mode, "blk-back") == 0)
         blkif_back(page, bytes, start, count);
+    else if (strcmp(mode, "blkdisk-front") == 0)
+        blkdisk_front(fd, page, bytes, start, count);
     else
         FAIL("unknown mode %s", mode);
     return 0;

@@ -1,4 +1,6 @@
-"""``block()`` on ``unix``: a block device over a host file (``fata run --block NAME=PATH``).
+"""``block()`` on ``unix``: a block device over a host file (``fata run --block NAME=PATH``),
+or, in a Xen guest domain, the guest's virtual disk (``--block NAME=xen:DEVID``: blkfront,
+``fata.platform.xen_blkfront``, needing no file and no privilege).
 
 Reads and writes are ``pread``/``pwrite`` in a worker thread, so a slow disk never stalls the
 event loop; ``flush`` is ``fdatasync``; ``discard`` punches a hole (``fallocate``), or writes
@@ -23,10 +25,11 @@ _FALLOC_FL_PUNCH_HOLE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--block NAME=PATH[:ro]``, repeatable."""
+    """``--block NAME=PATH[:ro]`` or ``--block NAME=xen:DEVID[:ro]``, repeatable."""
     parser.add_argument(
-        "--block", action="append", default=[], metavar="NAME=PATH[:ro]",
-        help="the file holding block device NAME (':ro' opens it read-only); repeatable")
+        "--block", action="append", default=[], metavar="NAME=PATH[:ro]|NAME=xen:N[:ro]",
+        help="the file holding block device NAME or, in a Xen guest, its vbd N (xen:N); "
+             "':ro' opens it read-only; repeatable")
 
 
 def _choices(options: argparse.Namespace) -> dict[str, tuple[str, bool]]:
@@ -41,12 +44,19 @@ def _choices(options: argparse.Namespace) -> dict[str, tuple[str, bool]]:
 
 
 async def open_block(name: str, spec: dict, ctx: DeviceContext) -> Block:
-    """Open the file given for this device's name."""
+    """Open the file given for this device's name (or the guest's vbd for ``xen:N``)."""
     port = spec.get("name", name)
     chosen = _choices(ctx.options)
     if port not in chosen:
         raise PlatformError(f"block device {port!r} needs a file: fata run --block {port}=PATH")
     path, read_only = chosen[port]
+    if path.startswith("xen:"):
+        from fata.platform.xen_blkfront import open_blkfront
+
+        devid = path[len("xen:"):]
+        if not devid.isdigit():
+            raise PlatformError(f"--block {port}={path}: a vbd is a number (xen:0)")
+        return await open_blkfront(int(devid), read_only=read_only)
     return FileBlock.open(path, read_only=read_only)
 
 

@@ -14,12 +14,12 @@ The guest needs no socket, no TAP and no privilege: only its hypervisor connecti
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 
 from fata.devices.netif import BatchReceiver, Netif, Receiver
 from fata.platform import PlatformError
-from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient, xenstore_ring
+from fata.platform.xen_guest import guest_connection
+from fata.platform.xen_host import HypervisorClient
 from fata.xen.hypervisor import DOMID_SELF, HypervisorError
 from fata.xen.netchannel import Buffer, NetfrontEngine
 from fata.xen.netif import NET_RX_RING_SIZE, NET_TX_RING_SIZE, RX_ENTRY_SIZE, TX_ENTRY_SIZE
@@ -178,14 +178,8 @@ async def open_netfront(devid: int, xen: HypervisorClient | None = None,
                         timeout: float = CONNECT_TIMEOUT) -> Netfront:
     """This guest's vif ``devid``, connected to its backend (``PlatformError`` if the
     guest has no hypervisor connection, no such device, or no backend answers in time)."""
-    if xen is None:
-        fd = os.environ.get(DOMAIN_FD_ENV)
-        if fd is None:
-            raise PlatformError(f"--netif ...=xen:{devid} runs only in a guest domain "
-                                f"(started by a Xen toolstack, with {DOMAIN_FD_ENV})")
-        xen = await HypervisorClient.from_fd(int(fd))
-    if xs is None:
-        xs = XenstoreClient(await xenstore_ring(xen))
+    if xen is None or xs is None:
+        xen, xs = await guest_connection(f"--netif ...=xen:{devid}")
     home = f"/local/domain/{xen.domid}/device/vif/{devid}"
     try:
         backend_id = int(await xs.read(f"{home}/backend-id"))

@@ -1,5 +1,5 @@
 """The toolstack's part of the Xen platform (what ``libxl`` does on Xen): build a guest
-domain, introduce it to xenstore, give it vifs, list and destroy domains.
+domain, introduce it to xenstore, give it vifs and vbds, list and destroy domains.
 
 Domain 0 runs it, with a hypervisor connection and a privileged xenstore connection.  A
 guest is built as Xen's domain builders build one: the domain with its memory, page 1 for
@@ -75,6 +75,21 @@ async def add_vif(xs: XenstoreClient, domid: int, devid: int = 0, backend: int =
     mac = mac or guest_mac(domid, devid)
     both = {"mac": mac, "handle": str(devid)}
     await create_device(xs, device, frontend=both, backend=both)
+    return device
+
+
+async def add_vbd(xs: XenstoreClient, domid: int, devid: int, path: str,
+                  readonly: bool = False, backend: int = 0) -> Device:
+    """Give guest ``domid`` virtual disk ``devid``: the file ``path`` on ``backend``'s
+    blkback.  As libxl writes a disk, the backend's directory names the file (``params``)
+    and the access (``mode``, ``r`` or ``w``), out of the guest's reach (the directory is
+    the backend's, readable by the guest); the frontend's names the virtual device."""
+    device = Device("vbd", domid, backend, devid)
+    await create_device(
+        xs, device,
+        frontend={"virtual-device": str(devid), "device-type": "disk"},
+        backend={"params": path, "mode": "r" if readonly else "w", "type": "file",
+                 "device-type": "disk", "handle": str(devid)})
     return device
 
 
