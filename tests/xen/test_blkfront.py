@@ -1,6 +1,6 @@
 """The Xen platform's block path end to end, as processes: a hypervisor, the xenstore
 daemon appliance serving rings, a blkback serving files, a toolstack (this test) building
-guest domains and their vbds, and a guest process (``test_blk_guest.py``) opening its vbds
+guest domains and their vbds, and a guest process (``blk_guest.py``) opening its vbds
 as ``--block NAME=xen:DEVID``.  The guest's writes land in the host file byte for byte; a
 read-only vbd refuses writes in the backend as well as in the frontend; a backend killed
 mid-stream (the toolstack removing its directory) fails the guest's waiting and later
@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import blk_guest as guest_program  # the guest's plan, for the model of its disk
 import pytest
-import test_blk_guest as guest_program  # the guest's plan, for the model of its disk
 from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
 from fata.devices.block import Block, BlockError, BlockInfo
 from fata.platform import PlatformError
@@ -39,7 +39,7 @@ from fata.platform.xen_toolstack import add_vbd, build_guest, destroy_guest
 from fata.xen.xenbus import XenbusState, read_state
 from fata.xen.xs_client import XenstoreClient
 
-GUEST = Path(__file__).resolve().with_name("test_blk_guest.py")
+GUEST = Path(__file__).resolve().with_name("blk_guest.py")
 
 TIMEOUT = 60.0
 
