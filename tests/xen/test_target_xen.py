@@ -52,11 +52,12 @@ def status(pid: int) -> dict[str, str]:
 
 
 class Run(LoggedProcess):
-    def __init__(self, tmp: Path, image: Path, port: int = 53) -> None:
+    def __init__(self, tmp: Path, image: Path, port: int = 53,
+                 platform_args: tuple[str, ...] = ()) -> None:
         self.log = tmp / "run.log"
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", NS, python(), "-m", "fata", "run", str(image),
-             "--xen-dir", str(tmp / "xen"), "--", "--port", str(port)],
+             "--xen-dir", str(tmp / "xen"), *platform_args, "--", "--port", str(port)],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env(), cwd=str(ROOT))
         wait_until(self._ready, 120, "the guest serving", self.output)
 
@@ -137,6 +138,53 @@ def test_the_www_appliance_serves_curl_through_the_rings(tmp_path: Path) -> None
                               capture_output=True, text=True, timeout=60).stdout
         body, _, code = page.rpartition("\n")
         assert code == "200" and "<title>Fata" in body, page[-500:]
+    finally:
+        if run is not None:
+            run.stop()
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+DISK_CLIENT = """
+import socket, sys
+host, op, sector = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with socket.create_connection((host, 7000), timeout=20) as c:
+    c.sendall(op.encode() + sector.to_bytes(8, "big") + (bytes([sector]) * 512 if op == "w"
+                                                         else b""))
+    got = b""
+    while chunk := c.recv(4096):
+        got += chunk
+sys.stdout.write(got.hex())
+"""
+
+
+def test_an_appliance_with_a_disk_reads_and_writes_it_through_blkback(tmp_path: Path) -> None:
+    built = fata("build", str(Path(__file__).with_name("disk_appliance")), "--target", "xen",
+                 "--out", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    image = Path(built.stdout.strip().splitlines()[-1])
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"".join(bytes([0x40 + n]) * 512 for n in range(64)))
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    run = None
+    try:
+        run = Run(tmp_path, image, port=7000, platform_args=("--block", f"disk={disk}"))
+        assert "disk of 64 sectors" in run.output() and "vbd 0 (disk)" in run.output()
+        address = re.search(r"answers on (\S+) via", run.output())[1]
+
+        def ask(op: str, sector: int) -> bytes:
+            done = subprocess.run(["ip", "netns", "exec", NS, python(), "-c", DISK_CLIENT,
+                                   address, op, str(sector)], capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 0, done.stderr + run.output()
+            return bytes.fromhex(done.stdout)
+        assert ask("r", 3) == bytes([0x43]) * 512
+        assert ask("w", 5) == b"ok"
+        assert ask("r", 5) == bytes([5]) * 512
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(30) == 0, run.output()
+        data = disk.read_bytes()  # what the guest wrote, durable, in the host's file
+        assert data[5 * 512:6 * 512] == bytes([5]) * 512 and data[:512] == b"\x40" * 512
     finally:
         if run is not None:
             run.stop()

@@ -2,7 +2,7 @@
 
 It joins the Xen platform whose sockets are in ``--xen-dir`` (default
 ``/run/fata/xen``), or starts it there: the hypervisor process, the xenstore_stub appliance
-serving rings, and a netback, each a privileged process of domain 0, stopped again when
+serving rings, a netback and a blkback, each a privileged process of domain 0, stopped again when
 this command ends.  Then it builds a guest domain with one vif, gives the vif's TAP on the
 host the address ``10.77.<domid>.1/24`` (the guest's is ``.2``, unless ``--ipv4`` says
 otherwise), and starts the image, sealed as every run is, as that guest:
@@ -13,6 +13,9 @@ otherwise), and starts the image, sealed as every run is, as that guest:
   ``no_new_privs``;
 - under a seccomp filter that refuses ``socket()`` for every family but ``AF_UNIX``
   (``EACCES``): the event loop's own socket pair stays possible, a network socket does not.
+
+A ``--block NAME=PATH[:ro]`` becomes the guest's vbd, served by the platform's blkback from
+``PATH``; the guest sees only its ring.
 
 When the guest exits its domain is destroyed (the backend sees its device go and lets the
 TAP go).  ``fata ps`` lists the running domains from xenstore.
@@ -37,7 +40,7 @@ from fata.platform import PlatformError
 from fata.platform.local_unix import UnixLocalSockets
 from fata.platform.unix import UnixConsole
 from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient
-from fata.platform.xen_toolstack import add_vif, build_guest, destroy_guest, domains
+from fata.platform.xen_toolstack import add_vbd, add_vif, build_guest, destroy_guest, domains
 from fata.xen.xs_client import XenstoreClient
 from fata.xen.xs_wire import XenstoreError
 
@@ -137,6 +140,11 @@ class Platform:
         self._wait(lambda: _answers(self.xenstore, socket.SOCK_STREAM), "xenstored",
                    logs / "xenstored.log")
         self.start_netback()
+        self._spawn(logs / "blkback.log", [
+            py, "-m", "fata.platform.xen_blkback", "--xen-hypervisor", str(self.hypervisor),
+            "--xenstore", str(self.xenstore)])
+        self._wait(lambda: "blkback serving" in (logs / "blkback.log").read_text(),
+                   "blkback", logs / "blkback.log")
         console.info(f"xen platform started in {self.dir} (logs in {logs})")
 
     def start_netback(self) -> None:
@@ -203,6 +211,7 @@ async def _run(image: Path, argv: list[str], trust: list[Path], platform: Platfo
         try:
             vif = await add_vif(xs, guest.domid, 0)
             platform_argv, sep, app_argv = _split(argv)
+            platform_argv = await _disks(xs, guest.domid, platform_argv, console)
             extra = ["--netif", "stack=xen:0"]
             platform.default_addresses = not _has_ipv4(platform_argv)
             if platform.default_addresses:
@@ -278,6 +287,33 @@ def _exited(proc: subprocess.Popen) -> asyncio.Future[int]:
 
 def _host_side(platform: Platform, domid: int) -> str | None:
     return f"10.77.{domid % 250}.1/24" if platform.default_addresses else None
+
+
+async def _disks(xs: XenstoreClient, domid: int, argv: list[str],
+                 console: UnixConsole) -> list[str]:
+    """Each ``--block NAME=PATH[:ro]`` becomes the guest's vbd, served by blkback from
+    ``PATH`` (which the guest never sees), and the option ``--block NAME=xen:N[:ro]``."""
+    out: list[str] = []
+    values = iter(argv)
+    devid = 0
+    for item in values:
+        if item != "--block" and not item.startswith("--block="):
+            out.append(item)
+            continue
+        value = item.partition("=")[2] if "=" in item else next(values, "")
+        name, _, where = value.partition("=")
+        readonly = where.endswith(":ro")
+        path = where[:-3] if readonly else where
+        if not name or not path or path.startswith("xen:"):
+            raise PlatformError(f"--block {value!r}: give NAME=PATH[:ro], the disk's file")
+        if not os.path.isfile(path):
+            raise PlatformError(f"--block {value!r}: {path} is not a file")
+        await add_vbd(xs, domid, devid, os.path.abspath(path), readonly=readonly)
+        console.info(f"domain {domid}: vbd {devid} ({name}) is {path}"
+                     f"{' (read-only)' if readonly else ''}")
+        out += ["--block", f"{name}=xen:{devid}{':ro' if readonly else ''}"]
+        devid += 1
+    return out
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
