@@ -2,8 +2,9 @@
 platform (hypervisor, xenstore_stub, netback), builds a guest domain with a vif and runs
 the sealed image as that guest, confined; ``dig`` answers from the host side of the vif's
 TAP; a netback killed is restarted and the guest answers again; ``fata ps`` lists the
-domain; the guest is user nobody with no capabilities, under seccomp, in an empty network
-namespace; SIGTERM stops it all and leaves nothing behind.
+domain; the guest's log comes through its console page; the guest is user nobody with no
+capabilities, under seccomp, in an empty network namespace; SIGTERM stops it all and
+leaves nothing behind.
 Everything runs inside a network namespace this test makes."""
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def test_a_xen_image_runs_as_a_confined_guest_that_answers(tmp_path: Path) -> No
         pid = re.search(r"domain \d+: process (\d+)", log)
         assert where and pid, log
         domid, address, tap = int(where[1]), where[2], where[3]
+        # the guest's log came through its console page, not its stderr
+        own = (tmp_path / "xen" / "logs" / f"domain-{domid}.stderr").read_text()
+        assert "serving example.org." in log and "serving" not in own, own
         for extra in ([], ["+tcp"]):
             out = subprocess.run(["ip", "netns", "exec", NS, "dig", *extra, "+time=2",
                                   "+tries=3", f"@{address}", "example.org", "SOA"],

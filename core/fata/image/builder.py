@@ -63,7 +63,8 @@ from fata.image.manifest import (
 from fata.image.paths import fata_source_root, repo_root_for
 
 TARGETS = ("unix", "xen")
-XEN_GUEST_MODULES = ("fata.platform.xen_netfront", "fata.platform.xen_blkfront")
+XEN_GUEST_MODULES = ("fata.platform.xen_netfront", "fata.platform.xen_blkfront",
+                     "fata.platform.xen_console")
 """What a ``--target xen`` image adds: the guest's devices, which ``--netif NAME=xen:N``
 imports only when given."""
 IMAGE_SUFFIX = ".fata"

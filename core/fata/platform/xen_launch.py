@@ -17,7 +17,10 @@ otherwise), and starts the image, sealed as every run is, as that guest:
 A ``--block NAME=PATH[:ro]`` becomes the guest's vbd, served by the platform's blkback from
 ``PATH``; the guest sees only its ring.
 
-When the guest exits its domain is destroyed (the backend sees its device go and lets the
+The guest's log comes through its PV console page (``fata.platform.xen_console``), read
+here as ``xenconsoled`` would and written to this command's stderr; its own stderr goes to
+``logs/domain-<domid>.stderr`` in the platform's directory.  When the guest exits its domain
+is destroyed (the backend sees its device go and lets the
 TAP go).  ``fata ps`` lists the running domains from xenstore.
 """
 
@@ -39,8 +42,17 @@ from pathlib import Path
 from fata.platform import PlatformError
 from fata.platform.local_unix import UnixLocalSockets
 from fata.platform.unix import UnixConsole
+from fata.platform.xen_console import CONSOLE_ENV, ConsoleDaemon
 from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient
-from fata.platform.xen_toolstack import add_vbd, add_vif, build_guest, destroy_guest, domains
+from fata.platform.xen_toolstack import (
+    CONSOLE_PFN,
+    add_vbd,
+    add_vif,
+    build_guest,
+    destroy_guest,
+    domains,
+)
+from fata.xen.hypervisor import HVM_PARAM_CONSOLE_EVTCHN
 from fata.xen.xs_client import XenstoreClient
 from fata.xen.xs_wire import XenstoreError
 
@@ -224,14 +236,22 @@ async def _run(image: Path, argv: list[str], trust: list[Path], platform: Platfo
             os.environ["XDG_CACHE_HOME"] = str(GUEST_CACHE)
             GUEST_CACHE.mkdir(parents=True, exist_ok=True, mode=0o755)
             launch = image_run.prepare(image, [*platform_argv, *extra, *sep, *app_argv], trust)
+            console_port = await xen.get_param(HVM_PARAM_CONSOLE_EVTCHN, guest.domid)
+            daemon = await ConsoleDaemon.open(xen, guest.domid, CONSOLE_PFN, console_port,
+                                              sys.stderr)
             fd = guest.handle.detach()
-            env = dict(launch.env, **{DOMAIN_FD_ENV: str(fd)})
+            env = dict(launch.env, **{DOMAIN_FD_ENV: str(fd), CONSOLE_ENV: "1"})
+            # its log comes through the console page; what bypasses it (a crash of the
+            # interpreter itself) lands here
+            stderr = (platform.dir / "logs" / f"domain-{guest.domid}.stderr").open("w")
             try:
                 child = subprocess.Popen(launch.argv, executable=launch.executable, env=env,
-                                         pass_fds=(*launch.pass_fds, fd), preexec_fn=confine)
+                                         pass_fds=(*launch.pass_fds, fd), preexec_fn=confine,
+                                         stderr=stderr)
             finally:
                 launch.close()
                 os.close(fd)
+                stderr.close()
             console.info(f"domain {guest.domid}: process {child.pid}, user nobody, no network "
                          "of its own")
             loop = asyncio.get_running_loop()
@@ -245,6 +265,7 @@ async def _run(image: Path, argv: list[str], trust: list[Path], platform: Platfo
                 code = await asyncio.to_thread(child.wait)
             finally:
                 watch.cancel()
+                daemon.stop()
         finally:
             await destroy_guest(xen, xs, guest.domid)
     await xen.close()

@@ -7,8 +7,10 @@ its xenstore ring and an event-channel port unbound for domain 0, both named in 
 parameters (``HVM_PARAM_STORE_PFN``/``STORE_EVTCHN``), then ``INTRODUCE`` so that the daemon
 serves that ring.  Its home ``/local/domain/<domid>`` is domain 0's and readable by the
 guest, with ``name`` and ``domid``; ``device``, ``data`` and ``control`` below it are the
-guest's own.  What the guest runs is the caller's: the socket returned is its hypervisor
-connection, handed to its process as ``FATA_XEN_DOMAIN_FD``.
+guest's own.  Page 2 is its console (``HVM_PARAM_CONSOLE_PFN``/``CONSOLE_EVTCHN``, and
+``console/ring-ref``, ``console/port`` for the console daemon).  What the guest runs is
+the caller's: the socket returned is its hypervisor connection, handed to its process as
+``FATA_XEN_DOMAIN_FD``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ import socket
 from dataclasses import dataclass
 
 from fata.platform.xen_host import HypervisorClient
-from fata.xen.hypervisor import HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN
+from fata.xen.hypervisor import (
+    HVM_PARAM_CONSOLE_EVTCHN,
+    HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_STORE_EVTCHN,
+    HVM_PARAM_STORE_PFN,
+)
 from fata.xen.xenbus import Device, create_device
 from fata.xen.xs_client import XenstoreClient
 from fata.xen.xs_wire import XenstoreError
 
 STORE_PFN = 1
+CONSOLE_PFN = 2  # the PV console page (console.h), as Xen's domain builders place it
 GUEST_DIRS = ("device", "data", "control")
 
 
@@ -43,6 +51,9 @@ async def build_guest(xen: HypervisorClient, xs: XenstoreClient, name: str,
         port = await xen.alloc_unbound(domid, 0)
         await xen.set_param(domid, HVM_PARAM_STORE_PFN, STORE_PFN)
         await xen.set_param(domid, HVM_PARAM_STORE_EVTCHN, port)
+        console_port = await xen.alloc_unbound(domid, 0)
+        await xen.set_param(domid, HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN)
+        await xen.set_param(domid, HVM_PARAM_CONSOLE_EVTCHN, console_port)
         home = f"/local/domain/{domid}"
 
         async def layout(tx: int) -> None:
@@ -53,6 +64,9 @@ async def build_guest(xen: HypervisorClient, xs: XenstoreClient, name: str,
             for sub in GUEST_DIRS:
                 await xs.mkdir(f"{home}/{sub}", tx=tx)
                 await xs.set_perms(f"{home}/{sub}", [f"n{domid}"], tx=tx)
+            for key, value in (("ring-ref", CONSOLE_PFN), ("port", console_port),
+                               ("type", "xenconsoled")):  # where xenconsoled looks
+                await xs.write(f"{home}/console/{key}", str(value), tx=tx)
         await xs.transaction(layout)
         await xs.introduce(domid, STORE_PFN, port)
     except BaseException:
