@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from fata.xen.netchannel import MAX_SLOTS, Buffer, NetbackEngine, NetfrontEngine
+from fata.platform.xen_netback import offload_offsets
+from fata.xen.netchannel import MAX_SLOTS, Buffer, NetbackEngine, NetfrontEngine, Offloaded
 from fata.xen.netif import (
     NETIF_RSP_ERROR,
     RX_ENTRY_SIZE,
     TX_ENTRY_SIZE,
+    XEN_NETIF_GSO_TYPE_TCPV4,
     NETTXF_more_data,
     RxResponse,
     TxRequest,
@@ -182,3 +184,54 @@ def test_rx_response_past_its_page_is_an_error() -> None:
     pack_rx_response(ring.entries, ring.claim_response(), RxResponse(rid, 4000, 0, 200))
     ring.push_responses()
     assert link.front.receive() == [] and link.front.received.errors == 1
+
+
+# --- offloads ---------------------------------------------------------------------------
+
+def offloaded_round(link: Link, frame: bytes, **offload: int) -> list[object]:
+    assert link.front.send(frame, **offload)
+    link.front.push()
+    link.resolve()
+    got, _ = link.back.transmit()
+    assert link.front.tx_completed() == max(1, -(-len(frame) // PAGE))
+    return got
+
+
+@pytest.mark.parametrize("size", [3000, 20000, 65000])
+def test_a_tso_segment_crosses_with_its_gso_size(size: int) -> None:
+    link = Link()
+    frame = random.Random(size).randbytes(size)
+    [got] = offloaded_round(link, frame, csum_blank=True, gso_size=1448)
+    assert got == Offloaded(frame, 1448, XEN_NETIF_GSO_TYPE_TCPV4)
+    assert link.back.from_guest.errors == 0
+    assert link.guest_sends([b"plain"]) == [b"plain"]  # and plain frames after it
+
+
+def test_a_partial_checksum_alone_is_marked_for_the_device() -> None:
+    link = Link()
+    assert offloaded_round(link, b"x" * 100, csum_blank=True) == [Offloaded(b"x" * 100, 0, 0)]
+
+
+def test_a_gso_size_the_frame_cannot_be_cut_by_is_an_error() -> None:
+    link = Link()
+    assert offloaded_round(link, b"y" * 5000, csum_blank=True, gso_size=6000) == []
+    assert link.back.from_guest.errors == 1
+
+
+@pytest.mark.parametrize(("frame", "expected"), [
+    (bytes(12) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x06" + bytes(10)
+     + bytes(12) + b"\x50" + bytes(7) + b"data", (34, 16, 54)),  # IPv4 TCP
+    (bytes(12) + b"\x08\x00" + b"\x46" + bytes(8) + b"\x11" + bytes(14) + bytes(8),
+     (38, 6, 46)),  # IPv4 with options, UDP
+    (bytes(12) + b"\x86\xdd" + bytes(6) + b"\x06" + bytes(33) + bytes(12) + b"\x80"
+     + bytes(19), (54, 16, 86)),  # IPv6 TCP with options
+    (bytes(12) + b"\x81\x00" + bytes(2) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x11"
+     + bytes(10) + bytes(8), (38, 6, 46)),  # one VLAN tag
+    (bytes(12) + b"\x08\x06" + bytes(28), None),  # ARP
+    (bytes(12) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x06" + bytes(10) + bytes(5), None),
+    (bytes(12) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x06" + bytes(10) + bytes(12)
+     + b"\xf0" + bytes(7), None),  # a TCP header longer than the frame
+])
+def test_netback_finds_the_checksum_from_the_frames_own_headers(
+        frame: bytes, expected: tuple[int, int, int] | None) -> None:
+    assert offload_offsets(frame) == expected

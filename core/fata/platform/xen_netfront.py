@@ -64,6 +64,11 @@ class Netfront(Netif):
             _buffers(tx_pages), _buffers(rx_pages))
         engine.post_rx()
         fe = self.device.frontend
+        # offloads as the backend offers them; read once, at the first connection, since the
+        # stack above is built for them (a later backend is expected to offer the same)
+        be = self.device.backend
+        self.csum_offload = await self._feature(f"{be}/feature-no-csum-offload") != 1
+        self.tso = self.csum_offload and await self._feature(f"{be}/feature-gso-tcpv4") == 1
 
         async def publish(tx: int) -> None:
             for key, value in (("tx-ring-ref", rings.grefs[0]), ("rx-ring-ref", rings.grefs[1]),
@@ -75,6 +80,12 @@ class Netfront(Netif):
         self._channel = channel
         self._engine = engine
         channel.start(self._kick)
+
+    async def _feature(self, path: str) -> int:
+        try:
+            return int(await self._xs.read(path))
+        except (XenstoreError, ValueError):
+            return 0
 
     async def _disconnect(self) -> None:
         engine, self._engine = self._engine, None
@@ -126,29 +137,29 @@ class Netfront(Netif):
 
     def send(self, frame: bytes | list[bytes], *, csum_start: int = 0, csum_offset: int = 0,
              gso_size: int = 0) -> None:
-        self._queue(frame)
+        self._queue(frame, bool(csum_start), gso_size)
         self._flush()
 
     def send_many(self, frames: list[tuple[bytes, ...]], *, csum_start: int = 0,
                   csum_offset: int = 0) -> None:
         for pieces in frames:
-            self._queue(list(pieces))
+            self._queue(list(pieces), bool(csum_start), 0)
         self._flush()
 
-    def _queue(self, frame: bytes | Sequence[bytes]) -> None:
+    def _queue(self, frame: bytes | Sequence[bytes], csum_blank: bool, gso_size: int) -> None:
+        """The netback finds the checksum's place itself (as Linux's does), so a partial
+        checksum needs only its flag; a TCP segment over the MTU its GSO extra."""
         engine = self._engine
         if engine is None:
             self.tx_drops += 1
             return
         data = frame if isinstance(frame, bytes | bytearray | memoryview) else b"".join(frame)
-        if engine.send(data):
-            self.tx_frames += 1
-        else:
-            engine.tx_completed()  # make room from what the backend is done with
-            if engine.send(data):
+        for _attempt in range(2):
+            if engine.send(data, csum_blank=csum_blank, gso_size=gso_size):
                 self.tx_frames += 1
-            else:
-                self.tx_drops += 1
+                return
+            engine.tx_completed()  # make room from what the backend is done with
+        self.tx_drops += 1
 
     def _flush(self) -> None:
         engine = self._engine

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fata.xen.netif import (
+    EXTRA_GSO,
     NETIF_RSP_ERROR,
     NETIF_RSP_NULL,
     NETIF_RSP_OKAY,
@@ -33,9 +34,14 @@ from fata.xen.netif import (
     RX_RESPONSE,
     TX_REQUEST,
     TX_RESPONSE,
+    XEN_NETIF_EXTRA_FLAG_MORE,
+    XEN_NETIF_EXTRA_TYPE_GSO,
+    XEN_NETIF_GSO_TYPE_TCPV4,
     XEN_NETIF_MAX_TX_SIZE,
     XEN_NETIF_NR_SLOTS_MIN,
     NETRXF_more_data,
+    NETTXF_csum_blank,
+    NETTXF_data_validated,
     NETTXF_extra_info,
     NETTXF_more_data,
     TxRequest,
@@ -51,6 +57,17 @@ class Buffer:
 
     gref: int
     page: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Offloaded:
+    """A frame the guest left work in for the device: its L4 checksum to finish, and when
+    ``gso_size`` is set, to be cut into TCP segments of that payload (``gso_type`` a
+    ``XEN_NETIF_GSO_TYPE_*``)."""
+
+    frame: bytes
+    gso_size: int
+    gso_type: int
 
 
 @dataclass
@@ -77,24 +94,31 @@ class NetfrontEngine:
 
     # -- tx ---------------------------------------------------------------------------
 
-    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+    def send(self, frame: bytes | bytearray | memoryview, *, csum_blank: bool = False,
+             gso_size: int = 0, gso_type: int = XEN_NETIF_GSO_TYPE_TCPV4) -> bool:
         """Queue one frame on the tx ring (copied into its pages); False when there is no
-        room (the frame is dropped and counted), as a full NIC queue drops."""
+        room (the frame is dropped and counted), as a full NIC queue drops.  With
+        ``csum_blank`` its L4 checksum holds only the pseudo-header's sum, for the backend
+        to finish; with ``gso_size`` it is one TCP segment larger than the MTU, for the
+        backend to cut into ``gso_size``-byte ones (an extra-info slot says so)."""
         size = len(frame)
         slots = max(1, -(-size // PAGE))
+        extra = 1 if gso_size else 0
         if size > XEN_NETIF_MAX_TX_SIZE or slots > MAX_SLOTS:
             self.sent.errors += 1
             return False
-        if slots > len(self._tx_free) or slots > self.tx.free_requests:
+        if slots > len(self._tx_free) or slots + extra > self.tx.free_requests:
             self.sent.drops += 1
             return False
         entries, claim, pack = self.tx.entries, self.tx.claim_request, TX_REQUEST.pack_into
-        if slots == 1:  # the common case, without slicing
+        offload = (NETTXF_csum_blank | NETTXF_data_validated if csum_blank else 0) | (
+            NETTXF_extra_info if extra else 0)
+        if slots == 1 and not extra:  # the common case, without slicing
             ident = self._tx_free.pop()
             self._tx_outstanding.add(ident)
             buffer = self._tx_buffers[ident]
             buffer.page[:size] = frame
-            pack(entries, claim(), buffer.gref, 0, 0, ident, size)
+            pack(entries, claim(), buffer.gref, 0, offload, ident, size)
             self.sent.frames += 1
             return True
         view = memoryview(frame)
@@ -104,9 +128,12 @@ class NetfrontEngine:
             buffer = self._tx_buffers[ident]
             chunk = view[n * PAGE:(n + 1) * PAGE]
             buffer.page[:len(chunk)] = chunk
-            last = n == slots - 1
-            pack(entries, claim(), buffer.gref, 0, 0 if last else NETTXF_more_data, ident,
+            more = 0 if n == slots - 1 else NETTXF_more_data
+            pack(entries, claim(), buffer.gref, 0, more | (offload if n == 0 else 0), ident,
                  size if n == 0 else len(chunk))
+            if n == 0 and extra:  # the extra-info slot follows the first request
+                EXTRA_GSO.pack_into(entries, claim(), XEN_NETIF_EXTRA_TYPE_GSO, 0,
+                                    gso_size, gso_type, 0)
         self.sent.frames += 1
         return True
 
@@ -187,6 +214,8 @@ class NetbackEngine:
         self.refused: set[tuple[int, bool]] = set()
         self._packet: list[TxRequest] = []  # a tx packet whose last slot has not come
         self._skip_extra = 0  # extra-info slots still to answer NULL
+        self._extras = 0  # extra-info slots of the current packet beyond the first
+        self._gso: tuple[int, int] | None = None  # the current packet's (size, type)
         self._scanned = [tx.req_cons, rx.req_cons]  # next request index wanted() looks at
         self._unknown: set[tuple[int, bool]] = set()
         self.from_guest, self.to_guest = Counters(), Counters()
@@ -227,16 +256,20 @@ class NetbackEngine:
 
     # -- from the guest (its tx ring) -----------------------------------------------------
 
-    def transmit(self) -> tuple[list[bytes], bool]:
-        """The frames the guest sent, and whether to notify it of the responses."""
-        frames: list[bytes] = []
+    def transmit(self) -> tuple[list[bytes | Offloaded], bool]:
+        """The frames the guest sent (an :class:`Offloaded` where it left work to the
+        device), and whether to notify it of the responses."""
+        frames: list[bytes | Offloaded] = []
         ring = self.tx
         entries, pack, pages = ring.entries, TX_RESPONSE.pack_into, self.pages
         for req in ring.take_requests(TX_REQUEST.unpack_from):
             gref, offset, flags, ident, size = req
             if self._skip_extra:
-                self._skip_extra -= 1
+                self._extra(req)
                 pack(entries, ring.claim_response(), ident, NETIF_RSP_NULL)
+                if self._packet and not self._skip_extra and \
+                        not self._packet[-1].flags & NETTXF_more_data:
+                    self._emit(frames)
                 continue
             if not self._packet and not flags & (NETTXF_more_data | NETTXF_extra_info):
                 page = pages.get((gref, False))  # one slot, the common case
@@ -244,25 +277,47 @@ class NetbackEngine:
                     pack(entries, ring.claim_response(), ident, NETIF_RSP_ERROR)
                     self.from_guest.errors += 1
                     continue
-                frames.append(bytes(page[offset:offset + size]))
+                data = bytes(page[offset:offset + size])
+                frames.append(Offloaded(data, 0, 0) if flags & NETTXF_csum_blank else data)
                 pack(entries, ring.claim_response(), ident, NETIF_RSP_OKAY)
                 continue
             self._packet.append(TxRequest(*req))
             if flags & NETTXF_extra_info:
                 self._skip_extra = 1
-            if flags & NETTXF_more_data and len(self._packet) <= MAX_SLOTS:
+            if (flags & NETTXF_more_data or self._skip_extra) and \
+                    len(self._packet) <= MAX_SLOTS:
                 continue
-            frame = self._assemble(self._packet)
-            status = NETIF_RSP_OKAY if frame is not None else NETIF_RSP_ERROR
-            for part in self._packet:
-                pack(entries, ring.claim_response(), part.id, status)
-            if frame is None:
-                self.from_guest.errors += 1
-            else:
-                frames.append(frame)
-            self._packet = []
+            self._emit(frames)
         self.from_guest.frames += len(frames)
         return frames, ring.push_responses()
+
+    def _extra(self, req: tuple[int, int, int, int, int]) -> None:
+        """An extra-info slot: the GSO one says how to cut the packet; another may follow."""
+        self._skip_extra -= 1
+        kind, flags, size, gso_type, _features = EXTRA_GSO.unpack(TX_REQUEST.pack(*req)[:8])
+        if kind == XEN_NETIF_EXTRA_TYPE_GSO:
+            self._gso = (size, gso_type)
+        if flags & XEN_NETIF_EXTRA_FLAG_MORE and self._extras < MAX_SLOTS:
+            self._extras += 1
+            self._skip_extra += 1
+
+    def _emit(self, frames: list[bytes | Offloaded]) -> None:
+        """Answer the packet's slots and hand its frame on (or count it bad)."""
+        packet, gso = self._packet, self._gso
+        self._packet, self._gso, self._extras = [], None, 0
+        frame = self._assemble(packet)
+        if frame is not None and gso is not None and not 0 < gso[0] < len(frame):
+            frame = None  # a segment size the frame cannot be cut by
+        status = NETIF_RSP_OKAY if frame is not None else NETIF_RSP_ERROR
+        entries, pack, claim = self.tx.entries, TX_RESPONSE.pack_into, self.tx.claim_response
+        for part in packet:
+            pack(entries, claim(), part.id, status)
+        if frame is None:
+            self.from_guest.errors += 1
+        elif gso is not None or packet[0].flags & NETTXF_csum_blank:
+            frames.append(Offloaded(frame, *(gso or (0, 0))))
+        else:
+            frames.append(frame)
 
     def _assemble(self, packet: list[TxRequest]) -> bytes | None:
         """The frame a packet's slots carry, or None if any slot is not to be believed."""
