@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 import blk_guest as guest_program  # the guest's plan, for the model of its disk
 import pytest
 from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
-from fata.devices.block import Block, BlockError, BlockInfo
+from fata.bench.xen import throughput
+from fata.devices.block import BlockError, BlockInfo
 from fata.platform import PlatformError
 from fata.platform.block_file import FileBlock
 from fata.platform.local_unix import UnixLocalSockets
@@ -357,29 +357,6 @@ def test_the_block_option_names_a_vbd_and_needs_a_guest(monkeypatch) -> None:
 
 
 # --- throughput ------------------------------------------------------------------------
-
-async def throughput(block: Block, total: int, depth: int, request: int = 65536
-                     ) -> dict[str, float]:
-    """MB/s writing then reading ``total`` bytes in ``request``-byte operations, ``depth``
-    of them in flight."""
-    data = os.urandom(request)
-    sectors = request // 512
-    count = total // request
-    out: dict[str, float] = {}
-    for kind in ("write", "read"):
-        queue = iter(range(count))
-
-        async def worker(kind: str = kind, queue=queue) -> None:
-            for n in queue:
-                if kind == "write":
-                    await block.write(n * sectors, data)
-                else:
-                    await block.read(n * sectors, sectors)
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(depth)))
-        out[kind] = total / (time.perf_counter() - started) / 1e6
-    return out
-
 
 async def measure(processes: XenProcesses, size: int = 256 << 20,
                   depths: tuple[int, ...] = (1, 8), rounds: int = 3

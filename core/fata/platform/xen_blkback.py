@@ -31,10 +31,10 @@ import argparse
 import asyncio
 import errno
 import os
-import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
+from typing import Any
 
 from fata.devices.console import Console
 from fata.devices.xen import GrantMapping
@@ -45,8 +45,7 @@ from fata.platform.block_file import (
     FileBlock,
     _fallocate,
 )
-from fata.platform.local_unix import UnixLocalSockets
-from fata.platform.unix import UnixConsole
+from fata.platform.xen_backend import BackendDomain, serve_backend
 from fata.platform.xen_host import HypervisorClient
 from fata.xen.blkchannel import MAX_INDIRECT_SEGMENTS, PROTOCOL, BlkbackEngine, Io
 from fata.xen.blkif import (
@@ -329,69 +328,18 @@ class Vbd:
         asyncio.get_running_loop().create_task(self.driver.close())
 
 
-class Blkback:
+class Blkback(BackendDomain):
     """Every vbd of this backend domain."""
+
+    kind, service = "vbd", "blkback"
 
     def __init__(self, xen: HypervisorClient, xs: XenstoreClient, console: Console, *,
                  max_indirect_segments: int = MAX_INDIRECT_SEGMENTS) -> None:
-        self.xen, self.xs, self.console = xen, xs, console
+        super().__init__(xen, xs, console)
         self.max_indirect_segments = max_indirect_segments
-        self.vbds: dict[tuple[int, int], asyncio.Task[None]] = {}
 
-    @property
-    def root(self) -> str:
-        return f"/local/domain/{self.xen.domid}/backend/vbd"
-
-    async def run(self) -> None:
-        async with await self.xs.subscribe(self.root) as sub:
-            self.console.info(f"blkback serving {self.root}")
-            while True:
-                await sub.next()
-                while sub.pending():
-                    await sub.next()
-                await self._scan()
-
-    async def _scan(self) -> None:
-        """Start a vbd for each ``<frontend>/<devid>`` directory new here, end those
-        gone."""
-        found: set[tuple[int, int]] = set()
-        try:
-            for fe in await self.xs.directory(self.root):
-                for devid in await self.xs.directory(f"{self.root}/{fe.decode()}"):
-                    if fe.isdigit() and devid.isdigit():
-                        found.add((int(fe), int(devid)))
-        except XenstoreError as exc:
-            if exc.code != "ENOENT":
-                raise
-        loop = asyncio.get_running_loop()
-        for key in found - self.vbds.keys():
-            vbd = Vbd(self, Device("vbd", key[0], self.xen.domid, key[1]))
-            self.vbds[key] = loop.create_task(vbd.run())
-        for key in self.vbds.keys() - found:
-            self.vbds.pop(key).cancel()
-
-
-async def serve(hypervisor: str, xenstore: str,
-                max_indirect_segments: int = MAX_INDIRECT_SEGMENTS) -> None:
-    console = UnixConsole("blkback")
-    xen = await HypervisorClient.connect(hypervisor)
-    flow = await UnixLocalSockets(console).connect(xenstore)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with XenstoreClient(flow) as xs:
-        backend = Blkback(xen, xs, console, max_indirect_segments=max_indirect_segments)
-        task = loop.create_task(backend.run())
-        await asyncio.wait([task, loop.create_task(stop.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        task.cancel()
-        vbds = list(backend.vbds.values())
-        for vbd in vbds:
-            vbd.cancel()
-        with suppress(asyncio.CancelledError):
-            await asyncio.gather(task, *vbds, return_exceptions=True)
-    await xen.close()
+    def serve(self, device: Device) -> Coroutine[Any, Any, None]:
+        return Vbd(self, device).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,7 +352,9 @@ def main(argv: list[str] | None = None) -> None:
                                           f"(0: plain requests only; default "
                                           f"{MAX_INDIRECT_SEGMENTS})")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.xen_hypervisor, args.xenstore, args.max_indirect_segments))
+    def make(xen: HypervisorClient, xs: XenstoreClient, console: Console) -> Blkback:
+        return Blkback(xen, xs, console, max_indirect_segments=args.max_indirect_segments)
+    asyncio.run(serve_backend("blkback", args.xen_hypervisor, args.xenstore, make))
 
 
 if __name__ == "__main__":

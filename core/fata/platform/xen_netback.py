@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+from collections.abc import Coroutine
 from contextlib import suppress
+from typing import Any
 
-from fata.platform.local_unix import UnixLocalSockets
 from fata.platform.netif import NetifChoice, open_choice
-from fata.platform.unix import UnixConsole
-from fata.platform.xen_host import HypervisorClient
+from fata.platform.xen_backend import BackendDomain, serve_backend
 from fata.xen.hypervisor import HypervisorError
 from fata.xen.netchannel import NetbackEngine, Offloaded
 from fata.xen.netif import RX_ENTRY_SIZE, TX_ENTRY_SIZE
 from fata.xen.ring import BackRing, RingError
 from fata.xen.xenbus import Device, XenbusDriver
-from fata.xen.xs_client import XenstoreClient
 from fata.xen.xs_wire import XenstoreError
 
 
@@ -229,58 +227,13 @@ def offload_offsets(frame: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-class Netback:
+class Netback(BackendDomain):
     """Every vif of this backend domain."""
 
-    def __init__(self, xen: HypervisorClient, xs: XenstoreClient, console: UnixConsole) -> None:
-        self.xen, self.xs, self.console = xen, xs, console
-        self.vifs: dict[tuple[int, int], asyncio.Task[None]] = {}
+    kind, service = "vif", "netback"
 
-    @property
-    def root(self) -> str:
-        return f"/local/domain/{self.xen.domid}/backend/vif"
-
-    async def run(self) -> None:
-        async with await self.xs.subscribe(self.root) as sub:
-            self.console.info(f"netback serving {self.root}")
-            while True:
-                await sub.next()
-                await self._scan()
-
-    async def _scan(self) -> None:
-        found: set[tuple[int, int]] = set()
-        try:
-            for fe in await self.xs.directory(self.root):
-                for devid in await self.xs.directory(f"{self.root}/{fe.decode()}"):
-                    found.add((int(fe), int(devid)))
-        except XenstoreError as exc:
-            if exc.code != "ENOENT":
-                raise
-        except ValueError:
-            pass
-        for key in found - self.vifs.keys():
-            vif = Vif(self, Device("vif", key[0], self.xen.domid, key[1]))
-            self.vifs[key] = asyncio.get_running_loop().create_task(vif.run())
-        for key in self.vifs.keys() - found:
-            self.vifs.pop(key).cancel()
-
-
-async def serve(hypervisor: str, xenstore: str) -> None:
-    console = UnixConsole("netback")
-    xen = await HypervisorClient.connect(hypervisor)
-    flow = await UnixLocalSockets(console).connect(xenstore)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with XenstoreClient(flow) as xs:
-        task = loop.create_task(Netback(xen, xs, console).run())
-        await asyncio.wait([task, loop.create_task(stop.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-    await xen.close()
+    def serve(self, device: Device) -> Coroutine[Any, Any, None]:
+        return Vif(self, device).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -289,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xen-hypervisor", required=True, metavar="PATH")
     parser.add_argument("--xenstore", required=True, metavar="SOCKET")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.xen_hypervisor, args.xenstore))
+    asyncio.run(serve_backend("netback", args.xen_hypervisor, args.xenstore, Netback))
 
 
 if __name__ == "__main__":
