@@ -15,18 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import blk_guest as guest_program  # the guest's plan, for the model of its disk
 import pytest
-from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
+from appliance_util import ROOT, LoggedProcess, wait_until
 from fata.bench.xen import throughput
 from fata.devices.block import BlockError, BlockInfo
 from fata.platform import PlatformError
@@ -38,46 +34,12 @@ from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient, xenstore_rin
 from fata.platform.xen_toolstack import add_vbd, build_guest, destroy_guest
 from fata.xen.xenbus import XenbusState, read_state
 from fata.xen.xs_client import XenstoreClient
+from xen_util import Process, python
 
 GUEST = Path(__file__).resolve().with_name("blk_guest.py")
 
 TIMEOUT = 60.0
 
-
-def python() -> str:
-    return str(PYTHON) if PYTHON.exists() else sys.executable
-
-
-def env() -> dict[str, str]:
-    paths = [str(ROOT / "core"), str(ROOT / "appliances" / "xenstore_stub")]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-class Process(LoggedProcess):
-    """A child logging to ``<tmp>/<name>.log``, started once ``ready`` is in its log."""
-
-    def __init__(self, tmp: Path, name: str, argv: list[str], ready: str,
-                 pass_fds: tuple[int, ...] = (), extra_env: dict[str, str] | None = None
-                 ) -> None:
-        self.log = tmp / f"{name}.log"
-        with self.log.open("w") as out:  # the child has its own descriptor of it
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=dict(env(), **(extra_env or {})), cwd=str(ROOT),
-                                         pass_fds=pass_fds)
-        wait_until(lambda: self._ready(ready), 90, f"{name} ready", self.output)
-
-    def _ready(self, text: str) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"exited {self.proc.returncode}:\n{self.output()}")
-        return text in self.output()
-
-    def lines(self) -> list[dict[str, Any]]:
-        """The JSON lines printed so far (a guest's steps)."""
-        return [json.loads(line) for line in self.output().splitlines()
-                if line.startswith("{")]
-
-    def step(self, name: str) -> dict[str, Any] | None:
-        return next((line for line in self.lines() if line.get("step") == name), None)
 
 
 class XenProcesses:

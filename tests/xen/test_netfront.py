@@ -11,49 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
+from appliance_util import ROOT, LoggedProcess, wait_until
 from fata.platform.local_unix import UnixLocalSockets
 from fata.platform.unix import UnixConsole
 from fata.platform.xen_host import DOMAIN_FD_ENV, HypervisorClient
 from fata.platform.xen_toolstack import add_vif, build_guest, destroy_guest, domains
 from fata.xen.xenbus import XenbusState, read_state
 from fata.xen.xs_client import XenstoreClient
+from xen_util import Process, python
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("ip", "dig", "ping", "xenstore-write"),
               pytest.mark.skipif(not os.path.exists("/dev/net/tun"),
                                  reason="needs /dev/net/tun")]
 NS = "fataxen"
 HOST, GUEST = "10.79.0.1", "10.79.0.2"
-
-
-def python() -> str:
-    return str(PYTHON) if PYTHON.exists() else sys.executable
-
-
-def env() -> dict[str, str]:
-    paths = [str(ROOT / "core"), str(ROOT / "appliances" / "xenstore_stub"),
-             str(ROOT / "appliances" / "dns")]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-class Process(LoggedProcess):
-    def __init__(self, tmp: Path, name: str, argv: list[str], ready: str,
-                 pass_fds: tuple[int, ...] = (), extra_env: dict[str, str] | None = None
-                 ) -> None:
-        self.log = tmp / f"{name}.log"
-        self.proc = subprocess.Popen(argv, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-                                     env=dict(env(), **(extra_env or {})), cwd=str(ROOT),
-                                     pass_fds=pass_fds)
-        wait_until(lambda: self._ready(ready), 90, f"{name} ready", self.output)
-
-    def _ready(self, text: str) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"exited {self.proc.returncode}:\n{self.output()}")
-        return text in self.output()
 
 
 def ns(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
