@@ -17,9 +17,9 @@ appliance = Appliance(
     },
     args=[
         arg("zone", type=str, multiple=True,
-            help="zone file (master format), read from the run-time store 'zones' (a host "
-                 "path; confined to DIR by fata run --kv zones=DIR); repeatable; default: "
-                 "the baked data/*.zone"),
+            help="zone file (master format), or ORIGIN=FILE for a file without $ORIGIN; "
+                 "read from the run-time store 'zones' (a host path; confined to DIR by "
+                 "fata run --kv zones=DIR); repeatable; default: the baked data/*.zone"),
         arg("listen", type=str, default="",
             help="address to answer on (default: the stack's own address, 127.0.0.1 on "
                  "--net socket, 10.77.0.2 on --net direct)"),

@@ -71,3 +71,35 @@ def test_a_zone_outside_the_chosen_directory_is_refused(tmp_path: Path) -> None:
     errors = [line for line in a.output().splitlines() if "error" in line]
     assert len(errors) == 1, a.output()
     assert f"{outside}: cannot read zone file: No such file or directory" in errors[0]
+
+
+SIGNED_STYLE = "$TTL 60\n@ SOA ns hm 7 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.7\n"
+"""A zone file as dnssec-signzone and many tools write it: no $ORIGIN, a name giving none."""
+
+
+def test_zone_origin_given_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "signed.db").write_text(SIGNED_STYLE)
+    with pytest.raises(ZoneError) as exc:  # the file alone says nothing of its origin
+        load_catalog(["signed.db"], None, HostKV(tmp_path))
+    assert "no $ORIGIN" in str(exc.value)
+    for key in ("given.test=signed.db", "given.test.=signed.db"):
+        catalog = load_catalog([key], None, HostKV(tmp_path))
+        zone = catalog.zones[b"\x05given\x04test\x00"]
+        assert b"\x03www\x05given\x04test\x00" in zone.nodes
+    with pytest.raises(ZoneError) as exc:
+        load_catalog(["bad..name=signed.db"], None, HostKV(tmp_path))
+    assert "'bad..name' is not a domain name" in str(exc.value)
+    (tmp_path / "a=b").mkdir()
+    (tmp_path / "a=b" / "x.test.zone").write_text(SIGNED_STYLE)  # a path with "=" in it
+    assert list(load_catalog(["a=b/x.test.zone"], None, HostKV(tmp_path)).zones) == [
+        b"\x01x\x04test\x00"]
+
+
+def test_the_appliance_serves_a_zone_whose_origin_is_given(tmp_path: Path) -> None:
+    (tmp_path / "signed.db").write_text(SIGNED_STYLE)
+    a = RunningAppliance(["--zone", f"given.test={tmp_path / 'signed.db'}"], tmp_path)
+    try:
+        a.wait("given.test.")
+        assert rrs(query(a.port, "www.given.test").answer) == {"www.given.test. 60 A 192.0.2.7"}
+    finally:
+        a.stop()

@@ -15,6 +15,7 @@ import gc
 
 from fata.devices import KV, KeyNotFound
 
+from fata_dns import names
 from fata_dns.errors import ZoneError
 from fata_dns.lookup import Catalog
 from fata_dns.zone import Zone, load_zone_text
@@ -37,9 +38,25 @@ def _reader(kv: KV):
     return read
 
 
+def zone_origin(key: str) -> tuple[bytes | None, str]:
+    """``--zone ORIGIN=FILE`` (the origin given, for files without ``$ORIGIN``, as
+    ``dnssec-signzone`` writes them) or ``--zone FILE``: the origin if given, and the key.
+    An origin has a dot (``example.org``, or ``test.`` for a single label) and no ``/``, so
+    ``dir=x/a.zone`` or ``a=b/c.zone`` is a path."""
+    origin, sep, path = key.partition("=")
+    if not sep or not path or "/" in origin or "." not in origin:
+        return None, key
+    try:
+        return names.from_text(origin.rstrip(".") + ".", None), path
+    except names.BadName as exc:
+        raise ZoneError(f"--zone {key}: {origin!r} is not a domain name ({exc})") from None
+
+
 def load_kv_zone(kv: KV, key: str) -> Zone:
-    """One zone from ``key`` of ``kv``; ``$INCLUDE`` names other keys of the same store,
-    relative to the including one.  Errors name ``key`` and the line, as given."""
+    """One zone from ``key`` of ``kv`` (``ORIGIN=KEY`` gives its origin); ``$INCLUDE``
+    names other keys of the same store, relative to the including one.  Errors name the
+    key and the line, as given."""
+    origin, key = zone_origin(key)
     read = _reader(kv)
     try:
         text = read(key)
@@ -47,7 +64,7 @@ def load_kv_zone(kv: KV, key: str) -> Zone:
         raise ZoneError(f"cannot read zone file: {exc.strerror or exc}", key) from None
     except UnicodeDecodeError as exc:
         raise ZoneError(f"zone file is not UTF-8 text: {exc}", key) from None
-    return load_zone_text(key, text, read)
+    return load_zone_text(key, text, read, origin)
 
 
 def load_catalog(zone_keys: list[str], data: KV | None, zones: KV | None = None) -> Catalog:

@@ -141,6 +141,10 @@ def build_zone(origin: bytes, records: Iterable[Record], source: str) -> Zone:
     return Zone(origin, nodes, source, ordered)
 
 
+NO_ORIGIN = ("no $ORIGIN, and the file name gives no origin: name it with --zone "
+             "ORIGIN=FILE")
+
+
 def load_zone_text(source: str, text: str, read_text: Callable[[str], str] | None = None,
                    origin: bytes | None = None) -> Zone:
     """Parse and build a zone from master-file text.
@@ -150,9 +154,11 @@ def load_zone_text(source: str, text: str, read_text: Callable[[str], str] | Non
     """
     if origin is None and "$ORIGIN" not in text.upper():
         origin = _origin_from_filename(source)
+        if origin is None:
+            raise ZoneError(NO_ORIGIN, source)
     found, records = read_zone_text(source, text, origin, read_text)
     if found is None:
-        raise ZoneError("no $ORIGIN and the file name does not give one", source)
+        raise ZoneError(NO_ORIGIN, source)
     return build_zone(found, records, source)
 
 
