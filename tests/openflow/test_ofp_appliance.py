@@ -1,0 +1,187 @@
+"""The switch appliance end to end: two Linux hosts ping each other through it.
+
+Each host is a network namespace joined by a veth pair to a third namespace, where ``fata
+run appliances/openflow_switch`` holds the other ends as ports p1 and p2 (``--netif
+p1=if:IF``; p3 and p4 are TAPs it creates).  Three situations: no controller and
+``--fail-mode standalone`` (the MAC-learning fallback switches); a real os-ken controller
+(``osken_l2_app.py``, on a loopback port in the switch's namespace) that installs the
+flows the pings then take, its log showing the PACKET_INs; and ``--fail-mode secure``
+with no controller, where nothing may pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.root, pytest.mark.tool("ip", "ping"),
+    pytest.mark.skipif(not os.path.exists("/dev/net/tun"),
+                       reason="needs /dev/net/tun (ports p3 and p4 are TAPs)"),
+]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+APPLIANCE = REPO / "appliances" / "openflow_switch"
+H1_IP, H2_IP = "10.242.0.1", "10.242.0.2"
+TIMEOUT = 30.0
+
+
+def sh(*cmd: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+
+
+class Log:
+    """A process's stderr, read line by line as it comes, so a test can wait for a line."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.lines.append(line.decode(errors="replace"))
+            self._changed.set()
+        self._changed.set()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    async def wait(self, text: str, timeout: float = TIMEOUT) -> None:
+        """Until a line contains ``text``; fails with the log after ``timeout`` or EOF."""
+        async with asyncio.timeout(timeout):
+            while not any(text in line for line in self.lines):
+                assert not self._task.done(), f"exited before {text!r}: {self.text}"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def finish(self) -> None:
+        await self._task
+
+
+@contextlib.asynccontextmanager
+async def process(ns: str, *cmd: str, env: dict[str, str] | None = None
+                  ) -> AsyncIterator[tuple[asyncio.subprocess.Process, Log]]:
+    """``cmd`` in ``ns`` with its stderr watched; SIGTERM at the end, then the rest read."""
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns, *cmd, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=str(REPO))
+    assert proc.stderr is not None
+    log = Log(proc.stderr)
+    try:
+        yield proc, log
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.wait_for(log.finish(), 30)
+
+
+@contextlib.asynccontextmanager
+async def switch(ns: str, *args: str) -> AsyncIterator[Log]:
+    """The appliance, once it says its ports are up; checks it stopped cleanly."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO / "core"), str(APPLIANCE), os.environ.get("PYTHONPATH", "")]))
+    async with process(ns, sys.executable, "-m", "fata", "run", str(APPLIANCE),
+                       "--netif", "p1=if:s1", "--netif", "p2=if:s2", "--", *args,
+                       env=env) as (proc, log):
+        await log.wait("switch up:", 120)  # the first run builds the image
+        yield log
+    assert proc.returncode == 0, log.text
+    assert "switch down:" in log.text, log.text
+
+
+async def ping(ns: str, target: str, count: int) -> tuple[int, str]:
+    """``count`` pings a fifth of a second apart, each waited on for at most a second."""
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2", "-W", "1", target,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+@pytest.fixture
+def lab():
+    tag = os.getpid() % 100000
+    names = {"h1": f"ofh1{tag}", "h2": f"ofh2{tag}", "sw": f"ofsw{tag}"}
+    for ns in names.values():
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # No IPv6: its router solicitations would be packet-ins no ping caused.
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+           "net.ipv6.conf.default.disable_ipv6=1")
+    h1, h2, sw = names["h1"], names["h2"], names["sw"]
+    sh("ip", "-n", h1, "link", "add", "e0", "type", "veth", "peer", "name", "s1", "netns", sw)
+    sh("ip", "-n", h2, "link", "add", "e0", "type", "veth", "peer", "name", "s2", "netns", sw)
+    sh("ip", "-n", h1, "addr", "add", f"{H1_IP}/24", "dev", "e0")
+    sh("ip", "-n", h2, "addr", "add", f"{H2_IP}/24", "dev", "e0")
+    for ns, dev in ((h1, "e0"), (h2, "e0"), (sw, "s1"), (sw, "s2")):
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    yield names
+    for ns in names.values():
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_standalone_without_controller_switches_by_learning(lab: dict[str, str]) -> None:
+    async def main() -> None:
+        # Nothing listens on the controller port: the switch keeps retrying, and switches.
+        async with switch(lab["sw"], "--controller", "127.0.0.1:1", "--fail-mode",
+                          "standalone") as log:
+            code, out = await ping(lab["h1"], H2_IP, 3)
+            assert code == 0 and " 0% packet loss" in out, out
+        assert "0 controller connections" in log.text, log.text
+        assert " 0 flooded" not in log.text, log.text  # the first ARP request was flooded
+    asyncio.run(main())
+
+
+def test_secure_without_controller_drops_everything(lab: dict[str, str]) -> None:
+    async def main() -> None:
+        async with switch(lab["sw"], "--controller", "127.0.0.1:1", "--fail-mode",
+                          "secure") as log:
+            code, out = await ping(lab["h1"], H2_IP, 3)
+            assert code != 0 and "100% packet loss" in out, out
+        # The frames did reach the switch's pipeline, which had no flow for them.
+        assert "pipeline 0 frames in" not in log.text, log.text
+        assert ", 0 out;" in log.text, log.text
+    asyncio.run(main())
+
+
+def test_osken_controller_installs_the_flows_pings_take(lab: dict[str, str]) -> None:
+    pytest.importorskip("os_ken", reason="os-ken is the controller: pip install -e "
+                        "'appliances/openflow_switch[test]'")
+    port = 20000 + os.getpid() % 20000
+
+    async def main() -> None:
+        async with process(lab["sw"], sys.executable, "-u", str(HERE / "osken_l2_app.py"),
+                           "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port",
+                           str(port)) as (_, controller):
+            async with switch(lab["sw"], "--controller", f"127.0.0.1:{port}",
+                              "--reconnect-min", "0.1", "--reconnect-max", "0.5") as log:
+                await log.wait(f"controller 127.0.0.1:{port} connected (OpenFlow 0x04)")
+                await controller.wait("table-miss installed")
+                code, out = await ping(lab["h1"], H2_IP, 3)
+                assert code == 0 and " 0% packet loss" in out, out
+                await controller.wait("flow installed port 1")
+                await controller.wait("flow installed port 2")
+                assert "packet-in port 1" in controller.text, controller.text
+                assert "packet-in port 2" in controller.text, controller.text
+                # Now the flows carry the pings: not one more reaches the controller.
+                before = controller.text.count("packet-in port")
+                code, out = await ping(lab["h1"], H2_IP, 5)
+                assert code == 0 and " 0% packet loss" in out, out
+                assert controller.text.count("packet-in port") == before, controller.text
+            assert "1 controller connections" in log.text, log.text
+    asyncio.run(main())
