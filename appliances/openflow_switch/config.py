@@ -40,5 +40,8 @@ appliance = Appliance(
             help="the longest wait between reconnection attempts"),
         arg("connect_timeout", type=float, default=5.0,
             help="seconds one connection attempt may take"),
+        arg("probe_interval", type=float, default=5.0,
+            help="seconds without a message from the controller before an ECHO_REQUEST, "
+                 "and as many again before the connection is given up (0: never)"),
     ],
 )

@@ -257,3 +257,35 @@ def test_a_controller_without_openflow_1_3_is_refused_and_retried() -> None:
             console.lines
 
     asyncio.run(main())
+
+
+def test_a_silent_controller_is_probed_then_given_up_and_one_that_answers_is_kept() -> None:
+    """The inactivity probe: after ``probe_interval`` of silence an ECHO_REQUEST; a
+    controller that answers stays connected, one that does not is dropped after another
+    interval and the switch connects again."""
+    async def main() -> None:
+        ports = {n: FakeNetif(f"veth{n}", n) for n in (1, 2)}
+        stack, console = FakeStack(), Console()
+        stack.accepting.set()
+        app = SwitchAppliance(ports, stack, Clock(), console,  # type: ignore[arg-type]
+                              args(probe_interval=0.1))
+        control = asyncio.get_running_loop().create_task(app.control())
+        try:
+            ctl = Controller(await asyncio.wait_for(stack.controllers.get(), 5))
+            await ctl.flush()  # its HELLO
+            for _ in range(3):  # three probes answered: still the first connection
+                probe = await ctl.expect(M.EchoRequest, timeout=5)
+                await ctl.send(M.EchoReply(probe.data, xid=probe.xid))
+            assert app.connections == 1
+            await ctl.expect(M.EchoRequest, timeout=5)  # this one goes unanswered
+            again = Controller(await asyncio.wait_for(stack.controllers.get(), 5))
+            await again.flush()
+            await again.send(M.EchoRequest(b"hi", xid=3))
+            assert (await again.expect(M.EchoReply)).data == b"hi"
+            assert app.connections == 2
+        finally:
+            control.cancel()
+            app.stop_timer()
+        assert any("an echo request unanswered" in line for line in console.lines)
+
+    asyncio.run(main())

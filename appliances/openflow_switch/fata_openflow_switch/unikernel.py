@@ -26,6 +26,8 @@ from fata.devices.netif import BatchReceiver
 
 from .connection import Closed, Connection, Negotiated, Received, Rejected
 from .learning import LearningSwitch
+from .liveness import Due, Liveness
+from .messages import EchoRequest
 from .switch import Emitted, Switch, SwitchPort
 
 
@@ -105,6 +107,8 @@ class SwitchAppliance:
         self.reconnect_min = float(args.reconnect_min)
         self.reconnect_max = max(float(args.reconnect_max), self.reconnect_min)
         self.connect_timeout = float(args.connect_timeout)
+        self.probe_interval = float(getattr(args, "probe_interval", 5.0))
+        self._probes = 0
         first = ports[min(ports)]
         self.switch = Switch(parse_datapath_id(args.datapath_id, first.mac), [
             SwitchPort(no, netif.name.encode()[:16], netif.mac) for no, netif in ports.items()
@@ -213,18 +217,34 @@ class SwitchAppliance:
         channel.flush()  # our HELLO
         writer = asyncio.get_running_loop().create_task(channel.writer())
         reading: asyncio.Future[bytes] | None = None
+        alive = Liveness(self.probe_interval, self.clock.monotonic())
         try:
             while True:
-                reading = asyncio.ensure_future(flow.read())
-                done, _ = await asyncio.wait({reading, writer},
+                if reading is None:
+                    reading = asyncio.ensure_future(flow.read())
+                deadline = alive.next_deadline()
+                timeout = None if deadline is None else max(
+                    0.0, deadline - self.clock.monotonic())
+                done, _ = await asyncio.wait({reading, writer}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # quiet for a while: probe, or give up
+                    due = alive.on_timer(self.clock.monotonic())
+                    if due is Due.DEAD:
+                        return (f"no message for {2 * self.probe_interval:g}s, an echo "
+                                "request unanswered")
+                    if due is Due.PROBE:
+                        channel.conn.send(EchoRequest(b"", xid=self._probe_xid()))
+                        channel.flush()
+                    continue
                 if reading not in done:
                     reading.cancel()
                     writer.result()  # the write error that ended it
                     return "the writer stopped"
                 data = reading.result()
+                reading = None
                 if not data:
                     return "closed by the controller"
+                alive.heard(self.clock.monotonic())
                 closed = self._events(channel, data)
                 channel.flush()
                 if closed is not None:  # the engine ended it: its last words go out first
@@ -240,6 +260,10 @@ class SwitchAppliance:
                 reading.cancel()
             writer.cancel()
             await flow.close()
+
+    def _probe_xid(self) -> int:
+        self._probes += 1
+        return 0x70000000 + (self._probes & 0x0FFFFFFF)  # apart from the engine's own xids
 
     def _events(self, channel: _Channel, data: bytes) -> str | None:
         """Feed ``data`` to the channel's engine and act on its events; the reason when it
