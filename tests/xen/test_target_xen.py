@@ -14,25 +14,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from appliance_util import PYTHON, ROOT, LoggedProcess, wait_until
+from appliance_util import ROOT, LoggedProcess, wait_until
 from fata.platform.xen_launch import confine
+from xen_util import env, python
 
 pytestmark = [pytest.mark.root, pytest.mark.tool("ip", "dig"),
               pytest.mark.skipif(not os.path.exists("/dev/net/tun"),
                                  reason="needs /dev/net/tun")]
 NS = "fataxt"
-
-
-def python() -> str:
-    return str(PYTHON) if PYTHON.exists() else sys.executable
-
-
-def env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT / "core"))
 
 
 def fata(*argv: str) -> subprocess.CompletedProcess:

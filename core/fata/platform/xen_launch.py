@@ -151,25 +151,23 @@ class Platform:
             "--", "--socket", str(self.xenstore), "--store", str(self.dir / "store")])
         self._wait(lambda: _answers(self.xenstore, socket.SOCK_STREAM), "xenstored",
                    logs / "xenstored.log")
-        self.start_netback()
-        self._spawn(logs / "blkback.log", [
-            py, "-m", "fata.platform.xen_blkback", "--xen-hypervisor", str(self.hypervisor),
-            "--xenstore", str(self.xenstore)])
-        self._wait(lambda: "blkback serving" in (logs / "blkback.log").read_text(),
-                   "blkback", logs / "blkback.log")
+        self.netback = self.start_backend("netback")
+        self.start_backend("blkback")
         console.info(f"xen platform started in {self.dir} (logs in {logs})")
 
-    def start_netback(self) -> None:
-        """(Re)start the netback; its log is appended to, so a restart keeps the story."""
-        log = self.dir / "logs" / "netback.log"
+    def start_backend(self, name: str) -> subprocess.Popen:
+        """(Re)start backend ``name`` (``netback``, ``blkback``): ``fata.platform.xen_NAME``,
+        its log appended to, so a restart keeps the story; returned once it serves."""
+        log = self.dir / "logs" / f"{name}.log"
         mark = log.stat().st_size if log.exists() else 0
-        self.started = [proc for proc in self.started if proc.poll() is None]  # the dead one
-        self.netback = subprocess.Popen(
-            [sys.executable, "-m", "fata.platform.xen_netback", "--xen-hypervisor",
+        self.started = [proc for proc in self.started if proc.poll() is None]  # a dead one
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"fata.platform.xen_{name}", "--xen-hypervisor",
              str(self.hypervisor), "--xenstore", str(self.xenstore)],
             stdout=log.open("a"), stderr=subprocess.STDOUT)
-        self.started.append(self.netback)
-        self._wait(lambda: "netback serving" in log.read_text()[mark:], "netback", log)
+        self.started.append(proc)
+        self._wait(lambda: f"{name} serving" in log.read_text()[mark:], name, log)
+        return proc
 
     def _spawn(self, log: Path, argv: list[str]) -> None:
         self.started.append(subprocess.Popen(argv, stdout=log.open("w"),
@@ -285,7 +283,7 @@ async def _supervise(platform: Platform, xs: XenstoreClient, domid: int,
         await xs.rm(f"/local/domain/0/backend/vif/{domid}")
         vif = await add_vif(xs, domid, 0)
         host = await asyncio.to_thread(_host_side, platform, domid)
-        await asyncio.to_thread(platform.start_netback)
+        platform.netback = await asyncio.to_thread(platform.start_backend, "netback")
         tap = await _vifname(xs, vif.backend)
         if host is not None:
             await asyncio.to_thread(configure_host, tap, host, 1500)

@@ -163,13 +163,11 @@ class NetfrontEngine:
     def post_rx(self) -> bool:
         """Offer every page not already offered to the backend; whether to notify it."""
         entries, ring, pack = self.rx.entries, self.rx, RX_REQUEST.pack_into
-        posted, buffers = self._rx_posted, self._rx_buffers
-        for ident in self._rx_idle:
-            if ring.full:
-                break
+        posted, buffers, idle = self._rx_posted, self._rx_buffers, self._rx_idle
+        while idle and not ring.full:
+            ident = idle.pop()
             pack(entries, ring.claim_request(), ident, buffers[ident].gref)
             posted.add(ident)
-        self._rx_idle = [ident for ident in self._rx_idle if ident not in posted]
         return ring.push_requests()
 
     def receive(self) -> list[bytes]:
