@@ -8,7 +8,7 @@ APPLIANCE_PROJECTS := $(wildcard appliances/*/pyproject.toml)
 # Debian tools the tests and benchmarks talk to (real peers), installed when run as root.
 DEBIAN_TOOLS := dnsutils knot-dnsutils bind9 nsd knot dnsperf netcat-openbsd openssl curl \
                 iproute2 util-linux iputils-ping procps dnsmasq-base ethtool binutils \
-                wrk nginx-light nghttp2-client xenstore-utils libxen-dev
+                wrk nginx-light nghttp2-client xenstore-utils libxen-dev openvswitch-switch
 # Xen's own xenstore tools that will not install without a hypervisor, unpacked (dpkg -x).
 XEN_UTILS := .tools/xen-utils
 DNS_PORT ?= 5353
