@@ -42,6 +42,9 @@ TOOL_PACKAGES = {
     "nc": "netcat-openbsd",
     "h2load": "nghttp2-client",
     "xenstore-write": "xenstore-utils",
+    "ss": "iproute2",
+    "ovs-vswitchd": "openvswitch-switch",
+    "ovsdb-server": "openvswitch-switch",
 }
 
 

@@ -1,21 +1,30 @@
-"""The OpenFlow switch appliance: four Ethernet ports switched by the OpenFlow 1.3 engine,
-and a TCP channel to the controller over the stack (host sockets by default).
+"""The OpenFlow switch appliance: Ethernet ports switched by the OpenFlow 1.3 engine, and a
+TCP channel to the controller over the stack (host sockets by default).  Built with
+``--key role=controller`` it is instead the learning-switch controller, listening on the
+stack for switches (OpenFlow 1.0 and 1.3), with no ports.
 
-Ports not given on the command line (``fata run ... --netif p1=if:IF``) are TAPs named
-``fata-pN``, so a switch with fewer wires still starts; OpenFlow port N is ``pN``.
+The ports are the ``netif()`` devices ``port1`` .. ``portN``, N the configure-time key
+``ports`` (``fata build appliances/openflow_switch --key ports=8``; 4 by default); OpenFlow
+port N is ``portN``.  Ports not given on the command line (``fata run ... --netif
+port1=if:IF``) are TAPs named ``fata-portN``, so a switch with fewer wires still starts.
 """
 
-from fata.config import Appliance, arg, clock, console, lifecycle, netif, stack
+from fata.config import Appliance, arg, clock, console, key, lifecycle, netif, stack, when
+
+MAX_PORTS = 32
+
+
+def ports(n: int) -> dict:
+    """Devices ``port1`` .. ``portN``, and the removal of any beyond."""
+    return {f"port{i}": netif() if i <= n else None for i in range(1, MAX_PORTS + 1)}
+
 
 appliance = Appliance(
     name="openflow_switch",
     version="0.1.0",
     entry="fata_openflow_switch.unikernel:start",
     devices={
-        "p1": netif(),
-        "p2": netif(),
-        "p3": netif(),
-        "p4": netif(),
+        **{name: spec for name, spec in ports(4).items() if spec is not None},
         "stack": stack(),  # the control channel only; ports carry no Fata TCP/IP
         "clock": clock(),
         "console": console(),
@@ -25,7 +34,7 @@ appliance = Appliance(
         arg("controller", type=str, default="127.0.0.1:6653",
             help="the controller's HOST:PORT ([v6]:PORT for IPv6)"),
         arg("datapath_id", type=str, default="",
-            help="64-bit datapath ID (decimal or 0x hex); default: from port p1's MAC, as "
+            help="64-bit datapath ID (decimal or 0x hex); default: from port1's MAC, as "
                  "Open vSwitch does"),
         arg("fail_mode", type=str, default="secure", choices=["secure", "standalone"],
             help="with no controller connected: 'secure' forwards only by the flows "
@@ -43,5 +52,25 @@ appliance = Appliance(
         arg("probe_interval", type=float, default=5.0,
             help="seconds without a message from the controller before an ECHO_REQUEST, "
                  "and as many again before the connection is given up (0: never)"),
+    ],
+    keys=[key("ports", choices=[str(n) for n in range(1, MAX_PORTS + 1)], default="4",
+              help="how many ports (netif() devices port1 .. portN) the switch has"),
+          key("role", choices=["switch", "controller"], default="switch",
+              help="'controller' builds the learning-switch controller (OpenFlow 1.0 and "
+                   "1.3) instead of the switch: the image holds only the role built")],
+    variants=[
+        *(when("ports", str(n), devices=ports(n)) for n in range(1, MAX_PORTS + 1) if n != 4),
+        when("role", "controller", entry="fata_openflow_switch.controller_unikernel:start",
+             devices=ports(0), args=[
+                 arg("listen", type=str, default="127.0.0.1",
+                     help="address to accept switches on ('' for every address)"),
+                 arg("port", type=int, default=6653, help="OpenFlow TCP port"),
+                 arg("mac_aging", type=float, default=300.0,
+                     help="seconds a learned address is kept"),
+                 arg("idle_timeout", type=int, default=0,
+                     help="idle timeout of the flows installed (0: none)"),
+                 arg("hard_timeout", type=int, default=0,
+                     help="hard timeout of the flows installed (0: none)"),
+             ]),
     ],
 )

@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "DeviceSpec",
     "KeySpec",
+    "Variant",
     "arg",
     "block",
     "clock",
@@ -53,6 +54,7 @@ __all__ = [
     "netif",
     "random",
     "stack",
+    "when",
     "xen",
 ]
 
@@ -305,6 +307,43 @@ def key(name: str, *, choices: list[str], default: str, help: str = "") -> KeySp
     return KeySpec(name, choices_t, default, help, origin)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What one value of a configure-time key changes in the appliance (``when(...)``)."""
+
+    key: str
+    value: str
+    entry: str | None
+    devices: dict[str, DeviceSpec | None]
+    args: tuple[ArgSpec, ...] | None
+    include: tuple[str, ...]
+    origin: tuple[str | None, int | None] = (None, None)
+
+
+def when(key: str, value: str, *, entry: str | None = None,
+         devices: dict[str, DeviceSpec | None] | None = None,
+         args: list[ArgSpec] | None = None, include: list[str] | tuple[str, ...] = ()
+         ) -> Variant:
+    """For images built with ``--key KEY=VALUE``: another ``entry``; ``devices`` added or
+    replaced (``None`` removes one); ``args`` instead of the appliance's; more ``include``.
+
+    MirageOS's ``match_impl`` on a key, for a whole appliance: the image holds only what
+    the chosen value needs (another entry module brings another closure), so one appliance
+    directory can build different roles, or a number of ports fixed at build time.
+    Variants apply in their order, each whose key has its value.
+    """
+    origin = _caller_origin()
+    if entry is not None and (not isinstance(entry, str) or not _ENTRY_RE.match(entry)):
+        raise ConfigError(f"when({key!r}, {value!r}): entry {entry!r} must look like "
+                          "'package.module:function'", *origin)
+    for name, spec in (devices or {}).items():
+        if spec is not None and not isinstance(spec, DeviceSpec):
+            raise ConfigError(f"when({key!r}, {value!r}): device {name!r} is {spec!r}, not a "
+                              "device (or None to remove it)", *origin)
+    return Variant(key, value, entry, dict(devices or {}),
+                   None if args is None else tuple(args), tuple(include), origin)
+
+
 class Appliance:
     """What an appliance is: its name, entry point, devices, keys and arguments."""
 
@@ -320,6 +359,7 @@ class Appliance:
         include: list[str] | tuple[str, ...] = (),
         description: str = "",
         loop: str = "asyncio",
+        variants: list[Variant] | tuple[Variant, ...] = (),
     ) -> None:
         origin = _caller_origin()
         self.origin = origin
@@ -369,6 +409,16 @@ class Appliance:
         for mod in include:
             if not isinstance(mod, str) or not re.match(r"^[A-Za-z_][\w.]*$", mod):
                 raise ConfigError(f"include entry {mod!r} is not a module name", *origin)
+        known = {spec.name: spec.choices for spec in keys}
+        known.update(loop=LOOP_CHOICES, net=NET_CHOICES)
+        for variant in variants:
+            if not isinstance(variant, Variant):
+                raise ConfigError(f"{variant!r} is not a variant (use when(...))", *origin)
+            if variant.key not in known:
+                raise ConfigError(f"when({variant.key!r}, ...): no such key", *variant.origin)
+            if variant.value not in known[variant.key]:
+                raise ConfigError(f"when({variant.key!r}, {variant.value!r}): not one of "
+                                  f"{', '.join(known[variant.key])}", *variant.origin)
         self.name = name
         self.version = version
         self.entry = entry
@@ -377,7 +427,36 @@ class Appliance:
         self.keys = tuple(keys)
         self.include = tuple(include)
         self.description = description
+        self.variants = tuple(variants)
         self.directory: Path | None = None
+
+    def specialise(self, given: dict[str, str]) -> Appliance:
+        """The appliance as built with keys ``given``: every matching ``when(...)`` applied
+        (checked as the appliance itself is); ``self`` when none matches."""
+        keys = self.resolve_keys(given)
+        chosen = [v for v in self.variants if keys.get(v.key) == v.value]
+        if not chosen:
+            return self
+        entry, devices, args, include = self.entry, dict(self.devices), self.args, self.include
+        for variant in chosen:
+            entry = variant.entry or entry
+            for name, spec in variant.devices.items():
+                if spec is None:
+                    devices.pop(name, None)
+                else:
+                    devices[name] = spec
+            args = variant.args if variant.args is not None else args
+            include = (*include, *(m for m in variant.include if m not in include))
+        try:
+            made = Appliance(name=self.name, version=self.version, entry=entry, devices=devices,
+                             args=args, keys=self.keys, include=include,
+                             description=self.description, loop=self.loop)
+        except ConfigError as exc:
+            if exc.file == self.origin[0]:  # located at a declaration in config.py
+                raise
+            raise ConfigError(exc.message, *chosen[-1].origin) from None  # at the variant
+        made.origin, made.directory = self.origin, self.directory
+        return made
 
     @property
     def entry_module(self) -> str:

@@ -154,3 +154,70 @@ def test_several_stacks(tmp_path: Path) -> None:
     app = load(write(tmp_path, text.replace("DEVICES", shared), False))
     with pytest.raises(ConfigError, match="given to two stacks"):
         app.bake({"net": "direct"})
+
+
+VARIANTS = """\
+from fata.config import Appliance, arg, console, key, netif, stack, when
+
+PORTS = {f"port{n}": netif() for n in range(1, 5)}
+appliance = Appliance(
+    name="sw", version="1", entry="sw.switch:start",
+    devices={**PORTS, "stack": stack(), "console": console()},
+    args=[arg("fail_mode", type=str, default="secure")],
+    keys=[key("role", choices=["switch", "controller"], default="switch"),
+          key("ports", choices=["2", "4", "6"], default="4")],
+    variants=[
+        when("ports", "2", devices={"port3": None, "port4": None}),
+        when("ports", "6", devices={"port5": netif(), "port6": netif()}),
+        when("role", "controller", entry="sw.controller:start",
+             devices={f"port{n}": None for n in range(1, 7)},
+             args=[arg("listen_port", type=int, default=6653)], include=["json"]),
+    ],
+)
+"""
+
+
+def test_variants_change_entry_devices_and_args_by_key(tmp_path: Path) -> None:
+    app = load(write(tmp_path, VARIANTS, data=False))
+    assert app.specialise({}) is app  # the defaults match no variant
+    baked = app.specialise({}).bake({})
+    assert [n for n in baked["devices"] if n.startswith("port")] == [
+        "port1", "port2", "port3", "port4"]
+    six = app.specialise({"ports": "6"}).bake({"ports": "6"})
+    assert [n for n in six["devices"] if n.startswith("port")] == [
+        f"port{n}" for n in range(1, 7)]
+    two = app.specialise({"ports": "2"})
+    assert sorted(two.devices) == ["console", "port1", "port2", "stack"]
+    controller = app.specialise({"role": "controller", "ports": "6"})
+    assert controller.entry == "sw.controller:start" and controller.entry_module == "sw.controller"
+    assert sorted(controller.devices) == ["console", "stack"]
+    assert [a.name for a in controller.args] == ["listen_port"]
+    assert controller.include == ("json",)
+    assert controller.directory == app.directory
+    assert app.entry == "sw.switch:start" and "port1" in app.devices  # the base is untouched
+
+
+@pytest.mark.parametrize(("variant", "message"), [
+    ('when("colour", "red")', "when('colour', ...): no such key"),
+    ('when("role", "router")', "when('role', 'router'): not one of switch, controller"),
+    ('when("role", "controller", entry="nocolon")', "package.module:function"),
+    ('when("role", "controller", devices={"x": 3})', "device 'x' is 3, not a device"),
+])
+def test_bad_variants_are_located(tmp_path: Path, variant: str, message: str) -> None:
+    text = VARIANTS.replace('        when("ports", "2",', f'        {variant},\n        when("ports", "2",')
+    write(tmp_path, text, data=False)
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path)
+    assert message in str(info.value)
+    assert info.value.file == str(tmp_path / "config.py") and info.value.line == 11
+
+
+def test_a_variant_that_breaks_the_appliance_is_located_at_the_variant(tmp_path: Path) -> None:
+    text = VARIANTS.replace('when("ports", "2", devices={"port3": None, "port4": None})',
+                            'when("ports", "2", devices={"stack": stack(netifs=["port4"]),\n'
+                            '                             "port4": None})')
+    app = load(write(tmp_path, text, data=False))
+    with pytest.raises(ConfigError) as info:
+        app.specialise({"ports": "2"})
+    assert "'port4' is not a netif() device" in str(info.value)
+    assert info.value.file == str(tmp_path / "config.py") and info.value.line == 11

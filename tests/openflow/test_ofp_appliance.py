@@ -1,8 +1,8 @@
 """The switch appliance end to end: two Linux hosts ping each other through it.
 
 Each host is a network namespace joined by a veth pair to a third namespace, where ``fata
-run appliances/openflow_switch`` holds the other ends as ports p1 and p2 (``--netif
-p1=if:IF``; p3 and p4 are TAPs it creates).  Three situations: no controller and
+run appliances/openflow_switch`` holds the other ends as ports port1 and port2 (``--netif
+port1=if:IF``; port3 and port4 are TAPs it creates).  Three situations: no controller and
 ``--fail-mode standalone`` (the MAC-learning fallback switches); a real os-ken controller
 (``osken_l2_app.py``, on a loopback port in the switch's namespace) that installs the
 flows the pings then take, its log showing the PACKET_INs; and ``--fail-mode secure``
@@ -24,8 +24,6 @@ import pytest
 
 pytestmark = [
     pytest.mark.root, pytest.mark.tool("ip", "ping"),
-    pytest.mark.skipif(not os.path.exists("/dev/net/tun"),
-                       reason="needs /dev/net/tun (ports p3 and p4 are TAPs)"),
 ]
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -93,10 +91,11 @@ async def switch(ns: str, *args: str) -> AsyncIterator[Log]:
     """The appliance, once it says its ports are up; checks it stopped cleanly."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO / "core"), str(APPLIANCE), os.environ.get("PYTHONPATH", "")]))
-    async with process(ns, sys.executable, "-m", "fata", "run", str(APPLIANCE),
-                       "--netif", "p1=if:s1", "--netif", "p2=if:s2", "--", *args,
+    async with process(ns, sys.executable, "-m", "fata", "run", "--key", "ports=2", str(APPLIANCE),
+                       "--netif", "port1=if:s1", "--netif", "port2=if:s2", "--", *args,
                        env=env) as (proc, log):
         await log.wait("switch up:", 120)  # the first run builds the image
+        assert ", ports 1=s1, 2=s2, fail mode" in log.text, log.text  # built with two
         yield log
     assert proc.returncode == 0, log.text
     assert "switch down:" in log.text, log.text
@@ -184,4 +183,79 @@ def test_osken_controller_installs_the_flows_pings_take(lab: dict[str, str]) -> 
                 assert code == 0 and " 0% packet loss" in out, out
                 assert controller.text.count("packet-in port") == before, controller.text
             assert "1 controller connections" in log.text, log.text
+    asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def fata_controller(ns: str, port: int) -> AsyncIterator[Log]:
+    """The appliance built as the learning-switch controller, listening on ``port``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO / "core"), str(APPLIANCE), os.environ.get("PYTHONPATH", "")]))
+    async with process(ns, sys.executable, "-m", "fata", "run", "--key", "role=controller",
+                       str(APPLIANCE), "--", "--port", str(port), env=env) as (proc, log):
+        await log.wait("controller up:", 120)
+        yield log
+    assert proc.returncode == 0, log.text
+    assert "controller down:" in log.text, log.text
+
+
+def test_fata_controller_drives_the_fata_switch(lab: dict[str, str]) -> None:
+    """The two roles of one appliance directory: the controller (OpenFlow 1.3 agreed with
+    the switch) installs the flows the pings then take."""
+    port = 20000 + os.getpid() % 20000
+
+    async def main() -> None:
+        async with fata_controller(lab["sw"], port) as controller:
+            async with switch(lab["sw"], "--controller", f"127.0.0.1:{port}",
+                              "--reconnect-min", "0.1", "--reconnect-max", "0.5") as log:
+                await log.wait(f"controller 127.0.0.1:{port} connected (OpenFlow 0x04)")
+                await controller.wait("(OpenFlow 0x04)")
+                code, out = await ping(lab["h1"], H2_IP, 5)
+                assert code == 0 and " 0% packet loss" in out, out
+        # h1's ARP request flooded, h2's reply and each echo one way: flows in both directions
+        line = next(x for x in controller.lines if "controller down:" in x)
+        installed = int(line.split(" flows installed")[0].rsplit(" ", 1)[-1])
+        assert installed >= 2 and " 0 floods" not in line, line
+        assert "left: closed by the switch" in controller.text, controller.text
+    asyncio.run(main())
+
+
+@pytest.mark.tool("ovs-vswitchd", "ovsdb-server")
+def test_fata_controller_drives_open_vswitch_over_openflow_10(lab: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """The controller with a switch nobody here wrote, speaking only OpenFlow 1.0: Open
+    vSwitch's userspace datapath on the same two ports, fail-secure (nothing passes without
+    the controller's flows)."""
+    sys.path.insert(0, str(APPLIANCE / "bench"))
+    from ovs_daemons import Ovs
+
+    port = 20000 + os.getpid() % 20000
+
+    def starter(ns: str, argv: list[str], core: int, log: Path, env: dict | None = None):
+        with open(log, "wb") as out:
+            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    for dev in ("s1", "s2"):  # a userspace switch forwards what the veth left unsummed
+        sh("ip", "netns", "exec", lab["sw"], "ethtool", "-K", dev, "tx", "off")
+    for host in ("h1", "h2"):
+        sh("ip", "netns", "exec", lab[host], "ethtool", "-K", "e0", "tx", "off")
+
+    async def main() -> None:
+        async with fata_controller(lab["sw"], port) as controller:
+            ovs = Ovs(lab["sw"], tmp_path, 0, starter)
+            try:
+                ovs.start()
+                ovs.bridge("br0", "netdev", {"s1": 1, "s2": 2},
+                           ("fail_mode=secure", "protocols=OpenFlow10"))
+                ovs.vsctl("set-controller", "br0", f"tcp:127.0.0.1:{port}")
+                await controller.wait("(OpenFlow 0x01)")
+                code, out = await ping(lab["h1"], H2_IP, 5)
+                assert code == 0 and " 0% packet loss" in out, out
+                flows = ovs.ofctl("-O", "OpenFlow10", "dump-flows", "br0")
+                assert "dl_dst=" in flows and "actions=output:" in flows, flows
+            finally:
+                ovs.stop()
+        line = next(x for x in controller.lines if "controller down:" in x)
+        assert " 0 flows installed" not in line, line
     asyncio.run(main())

@@ -1,6 +1,6 @@
 """The OpenFlow switch appliance: wires the sans-IO engines to the devices it is given.
 
-Nothing here knows OpenFlow.  Each ``netif()`` port ``pN`` is OpenFlow port N; its batches
+Nothing here knows OpenFlow.  Each ``netif()`` port ``portN`` is OpenFlow port N; its batches
 of received frames go to :meth:`.switch.Switch.process` (or, in fail-standalone mode while no
 controller is connected, to :class:`.learning.LearningSwitch`), and the frames that come out
 leave with one ``send_many`` per port.  The control channel is a ``stack.tcp_connect`` to
@@ -287,10 +287,13 @@ class SwitchAppliance:
         return None
 
 
-async def start(*, p1: Netif, p2: Netif, p3: Netif, p4: Netif, stack: Stack, clock: Clock,
-                console: Console, lifecycle: Lifecycle, args: argparse.Namespace) -> None:
-    """Switch between the ports until stopped, keeping a controller channel up."""
-    ports = {1: p1, 2: p2, 3: p3, 4: p4}
+async def start(*, stack: Stack, clock: Clock, console: Console, lifecycle: Lifecycle,
+                args: argparse.Namespace, **devices: Netif) -> None:
+    """Switch between the ports (the devices ``port1`` .. ``portN``: OpenFlow ports 1 ..
+    N) until stopped, keeping a controller channel up."""
+    ports = {int(name.removeprefix("port")): netif for name, netif in devices.items()
+             if name.startswith("port") and name[4:].isdigit()}
+    ports = dict(sorted(ports.items()))
     app = SwitchAppliance(ports, stack, clock, console, args)
     app.start_ports()
     host, port = app.controller

@@ -89,6 +89,7 @@ def build(
         if keys.setdefault("net", "direct") != "direct":
             raise ImageError("--target xen images run on --net direct (netfront below Fata's "
                              "own TCP/IP), not --net " + keys["net"])
+    appliance = appliance.specialise(keys)  # the when(...) variants of these keys
     baked = appliance.bake(keys)
     if target == "xen":
         baked["include"] = sorted({*baked["include"], *XEN_GUEST_MODULES})

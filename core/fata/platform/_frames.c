@@ -18,7 +18,10 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <linux/if_packet.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #define COPY_MAX 2048                 /* frames up to this size are copied out of the spare */
 #define MAX_PIECES 8                  /* pieces per outgoing frame, besides the header */
 #define VNET_CSUM_FLAGS 3             /* VIRTIO_NET_HDR_F_NEEDS_CSUM | _F_DATA_VALID */
+#define TAG_LEN 4                     /* an 802.1Q/802.1ad tag: TPID and TCI */
 
 /* Frames are read (after the virtio-net header, which goes to a buffer of its own) into a
  * spare bytes object of READ_SIZE.  A small frame is copied out of it
@@ -34,37 +38,74 @@
  * kernel, and a new spare is allocated for the next read. */
 static PyObject *spare;
 
-static PyObject *take_frame(Py_ssize_t size) {
+static PyObject *take_frame(Py_ssize_t start, Py_ssize_t size) {
     if (size <= COPY_MAX)
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(spare), size);
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(spare) + start, size);
     PyObject *frame = spare;
     spare = NULL;
+    if (start)
+        memmove(PyBytes_AS_STRING(frame), PyBytes_AS_STRING(frame) + start, (size_t)size);
     if (_PyBytes_Resize(&frame, size) < 0)
         return NULL;
     return frame;
 }
 
 PyDoc_STRVAR(read_frames_doc,
-"read_frames(fd: int, limit: int, header: int, budget: int = 262144) -> tuple[list[bytes], bytes]\n\n"
+"read_frames(fd: int, limit: int, header: int, budget: int = 262144, tag_at: int = 0)\n"
+"    -> tuple[list[bytes], bytes]\n\n"
 "Read frames from the non-blocking fd until it has none left, `limit` were read, or they\n"
 "add up to `budget` bytes (a batch of 64 KB offloaded segments that outgrows the CPU's\n"
 "caches costs more than the wake-ups it saves).\n"
 "`header` is the virtio-net header length (0 without IFF_VNET_HDR): it is stripped, and\n"
 "the second item holds one byte per frame, 1 when the header says the kernel vouched for\n"
 "the checksums.  A read error other than EAGAIN ends the batch like EAGAIN does (the fd\n"
-"is going away); frames shorter than the header are skipped.");
+"is going away); frames shorter than the header are skipped.\n"
+"`tag_at` (a packet socket with PACKET_AUXDATA on) puts back the VLAN tag the kernel took\n"
+"off a received frame, as the auxiliary data gives it, at that offset of the frame (12:\n"
+"after the MAC addresses; 22 when the virtio-net header is kept); 0 reads plainly.");
+
+/* The VLAN tag the kernel stripped from a frame a packet socket received, from the
+ * PACKET_AUXDATA control message: the tag as wire bytes in tag[], or 0 when there was none. */
+static int stripped_tag(struct msghdr *msg, unsigned char tag[TAG_LEN]) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA ||
+            c->cmsg_len < CMSG_LEN(sizeof(struct tpacket_auxdata)))
+            continue;
+        struct tpacket_auxdata aux;
+        memcpy(&aux, CMSG_DATA(c), sizeof aux);
+        if (!(aux.tp_status & TP_STATUS_VLAN_VALID))
+            return 0;
+        uint16_t tpid = aux.tp_status & TP_STATUS_VLAN_TPID_VALID ? aux.tp_vlan_tpid : 0x8100;
+        tag[0] = (unsigned char)(tpid >> 8);
+        tag[1] = (unsigned char)tpid;
+        tag[2] = (unsigned char)(aux.tp_vlan_tci >> 8);
+        tag[3] = (unsigned char)aux.tp_vlan_tci;
+        return 1;
+    }
+    return 0;
+}
 
 static PyObject *read_frames(PyObject *Py_UNUSED(module), PyObject *args) {
     int fd;
     int limit;
     int header;
     Py_ssize_t budget = 262144;
-    if (!PyArg_ParseTuple(args, "iii|n", &fd, &limit, &header, &budget))
+    int tag_at = 0;
+    if (!PyArg_ParseTuple(args, "iii|ni", &fd, &limit, &header, &budget, &tag_at))
         return NULL;
-    if (limit < 1 || limit > 4096 || header < 0 || header > 64) {
-        PyErr_SetString(PyExc_ValueError, "limit must be 1..4096 and header 0..64");
+    if (limit < 1 || limit > 4096 || header < 0 || header > 64 || tag_at < 0 ||
+        tag_at > 64) {
+        PyErr_SetString(PyExc_ValueError,
+                        "limit must be 1..4096, header 0..64 and tag_at 0..64");
         return NULL;
     }
+    /* With tag_at, a frame is read TAG_LEN bytes into the spare, so that a tag can be put
+     * back by moving only the bytes before it. */
+    Py_ssize_t room = tag_at ? TAG_LEN : 0;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+    } control;
     PyObject *frames = PyList_New(0);
     if (!frames)
         return NULL;
@@ -76,8 +117,19 @@ static PyObject *read_frames(PyObject *Py_UNUSED(module), PyObject *args) {
             return NULL;
         }
         char vnet[64];
-        struct iovec iov[2] = {{vnet, (size_t)header}, {PyBytes_AS_STRING(spare), READ_SIZE}};
-        ssize_t n = readv(fd, header ? iov : iov + 1, header ? 2 : 1);
+        char *base = PyBytes_AS_STRING(spare);
+        struct iovec iov[2] = {{vnet, (size_t)header}, {base + room, READ_SIZE - room}};
+        struct msghdr msg = {0};
+        ssize_t n;
+        if (tag_at) {
+            msg.msg_iov = header ? iov : iov + 1;
+            msg.msg_iovlen = header ? 2 : 1;
+            msg.msg_control = control.buf;
+            msg.msg_controllen = sizeof control.buf;
+            n = recvmsg(fd, &msg, 0);
+        } else {
+            n = readv(fd, header ? iov : iov + 1, header ? 2 : 1);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -87,7 +139,15 @@ static PyObject *read_frames(PyObject *Py_UNUSED(module), PyObject *args) {
             continue;
         budget -= n;
         char vouched_now = header && (vnet[0] & VNET_CSUM_FLAGS) ? 1 : 0;
-        PyObject *frame = take_frame(n - header);
+        Py_ssize_t start = room, size = n - header;
+        unsigned char tag[TAG_LEN];
+        if (tag_at && size >= tag_at && stripped_tag(&msg, tag)) {
+            memmove(base, base + room, (size_t)tag_at);
+            memcpy(base + tag_at, tag, TAG_LEN);
+            start = 0;
+            size += TAG_LEN;
+        }
+        PyObject *frame = take_frame(start, size);
         if (!frame || PyList_Append(frames, frame) < 0) {
             Py_XDECREF(frame);
             Py_DECREF(frames);

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import struct
 from contextlib import suppress
 
@@ -34,6 +35,12 @@ VIRTIO_NET_HDR_GSO_TCPV4 = 1
 READ_BATCH = 256
 READ_BUDGET = 256 * 1024  # bytes per batch: 64 KB segments in the hundreds would thrash caches
 READ_SIZE = 65536 + 256
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
+AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+AUXDATA_SPACE = socket.CMSG_SPACE(AUXDATA.size)
 
 
 class FdNetif(Netif):
@@ -52,6 +59,9 @@ class FdNetif(Netif):
         self.tx_drops = 0
         self.rx_errors = 0
         self._wire = False
+        # A packet socket with PACKET_AUXDATA: the kernel strips a received frame's VLAN tag
+        # into the auxiliary data, and it is put back (a switch or bridge must see it).
+        self.vlan_auxdata = False
         self._receiver: Receiver | None = None
         self._batch_receiver: BatchReceiver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,6 +70,7 @@ class FdNetif(Netif):
         self._iov = [self._buf]
         self._plain_hdr = VNET_HDR.pack(0, 0, 0, 0, 0, 0)
         self._csum_hdrs: dict[tuple[int, int], bytes] = {}
+        self._sock: socket.socket | None = None  # the fd as a socket, for recvmsg
 
     def start(self, receiver: Receiver, batch_receiver: BatchReceiver | None = None, *,
               wire: bool = False) -> None:
@@ -76,8 +87,14 @@ class FdNetif(Netif):
         if receiver is None:
             return
         header = VNET_HDR_LEN if self.vnet_hdr and not self._wire else 0
+        tag_at = 0
+        if self.vlan_auxdata:  # the tag goes after the MAC addresses (and a header kept)
+            tag_at = 12 + (VNET_HDR_LEN if self.vnet_hdr and self._wire else 0)
         if _frames is not None:
-            frames, trusted = _frames.read_frames(self.fd, READ_BATCH, header, READ_BUDGET)
+            frames, trusted = _frames.read_frames(self.fd, READ_BATCH, header, READ_BUDGET,
+                                                  tag_at)
+        elif tag_at:
+            frames, trusted = self._recv_tagged(header, tag_at)
         else:
             frames, trusted = self._read_frames(header)
         if self._wire:
@@ -134,6 +151,38 @@ class FdNetif(Netif):
                                                      | VIRTIO_NET_HDR_F_DATA_VALID) else 0)
         return frames, bytes(trusted)
 
+    def _recv_tagged(self, header: int, tag_at: int) -> tuple[list[bytes], bytes]:
+        """``_frames.read_frames`` with ``tag_at`` in Python: each frame by ``recvmsg``, its
+        stripped VLAN tag put back from the PACKET_AUXDATA control message."""
+        sock = self._sock
+        if sock is None:
+            sock = self._sock = socket.socket(fileno=self.fd)
+        frames: list[bytes] = []
+        trusted = bytearray()
+        budget = READ_BUDGET
+        for _ in range(READ_BATCH):
+            if budget <= 0:
+                break
+            try:
+                data, ancillary, _, _ = sock.recvmsg(READ_SIZE, AUXDATA_SPACE)
+            except OSError:  # EAGAIN: drained
+                break
+            if len(data) < header or not data:
+                continue
+            budget -= len(data)
+            frame = data[header:]
+            for level, kind, aux in ancillary:
+                if level != SOL_PACKET or kind != PACKET_AUXDATA or len(aux) < AUXDATA.size:
+                    continue
+                status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(aux)
+                if status & TP_STATUS_VLAN_VALID and len(frame) >= tag_at:
+                    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                    frame = frame[:tag_at] + struct.pack("!HH", tpid, tci) + frame[tag_at:]
+            frames.append(frame)
+            trusted.append(1 if header and data[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM
+                                                      | VIRTIO_NET_HDR_F_DATA_VALID) else 0)
+        return frames, bytes(trusted)
+
     def send(self, frame: bytes | list[bytes], *, csum_start: int = 0, csum_offset: int = 0,
              gso_size: int = 0) -> None:
         """Write one frame; a full queue drops it (the wire's semantics)."""
@@ -181,5 +230,7 @@ class FdNetif(Netif):
         if self._loop is not None:
             with suppress(Exception):
                 self._loop.remove_reader(self.fd)
+        if self._sock is not None:
+            self._sock.detach()  # the fd is closed once, below
         os.close(self.fd)
         self.fd = -1

@@ -3,9 +3,10 @@
 ``fata run --netif NAME=if:IFNAME`` gives an appliance a port that already exists: one end
 of a veth pair in a network namespace, a physical NIC.  The socket is bound to the interface,
 promiscuous (a switch's or bridge's port must see every frame), ignores the frames it sent
-itself, and carries a virtio-net header per frame (``PACKET_VNET_HDR``) so that frames the
-host left partially checksummed, or large segments, arrive and leave as on a TAP.  Reading
-and writing are ``fata.platform.fdnetif``'s.  Needs CAP_NET_RAW.
+itself, puts back the VLAN tag the kernel strips from every received frame (it comes as
+``PACKET_AUXDATA``), and carries a virtio-net header per frame (``PACKET_VNET_HDR``) so that
+frames the host left partially checksummed, or large segments, arrive and leave as on a
+TAP.  Reading and writing are ``fata.platform.fdnetif``'s.  Needs CAP_NET_RAW.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
+PACKET_AUXDATA = 8
 NEEDS_CAP = ("--netif ...=if:{name} needs CAP_NET_RAW to open a packet socket on {name} "
              "(run as root, or give the interpreter cap_net_raw)")
 
@@ -54,13 +56,22 @@ class PacketNetif(FdNetif):
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
                             struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b""))
+            # The kernel takes a received frame's VLAN tag off into the auxiliary data; with
+            # it the tag is put back, so the appliance sees the frame as the wire had it.
+            auxdata = True
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            except OSError:
+                auxdata = False
             sock.setblocking(False)
             mac = _ioctl(sock, SIOCGIFHWADDR, name)[18:24]
             mtu = struct.unpack_from("i", _ioctl(sock, SIOCGIFMTU, name), 16)[0]
         except OSError as exc:
             sock.close()
             raise PlatformError(f"cannot open interface {name!r}: {exc.strerror}") from None
-        return cls(sock.detach(), name, mac, mtu, vnet_hdr)
+        netif = cls(sock.detach(), name, mac, mtu, vnet_hdr)
+        netif.vlan_auxdata = auxdata
+        return netif
 
     @property
     def link_up(self) -> bool:
