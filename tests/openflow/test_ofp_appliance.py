@@ -227,14 +227,9 @@ def test_fata_controller_drives_open_vswitch_over_openflow_10(lab: dict[str, str
     vSwitch's userspace datapath on the same two ports, fail-secure (nothing passes without
     the controller's flows)."""
     sys.path.insert(0, str(APPLIANCE / "bench"))
-    from ovs_daemons import Ovs
+    from ovs_daemons import Ovs, start_in
 
     port = 20000 + os.getpid() % 20000
-
-    def starter(ns: str, argv: list[str], core: int, log: Path, env: dict | None = None):
-        with open(log, "wb") as out:
-            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     for dev in ("s1", "s2"):  # a userspace switch forwards what the veth left unsummed
         sh("ip", "netns", "exec", lab["sw"], "ethtool", "-K", dev, "tx", "off")
@@ -243,7 +238,7 @@ def test_fata_controller_drives_open_vswitch_over_openflow_10(lab: dict[str, str
 
     async def main() -> None:
         async with fata_controller(lab["sw"], port) as controller:
-            ovs = Ovs(lab["sw"], tmp_path, 0, starter)
+            ovs = Ovs(lab["sw"], tmp_path, os.sched_getaffinity(0).pop(), start_in)
             try:
                 ovs.start()
                 ovs.bridge("br0", "netdev", {"s1": 1, "s2": 2},
@@ -258,4 +253,39 @@ def test_fata_controller_drives_open_vswitch_over_openflow_10(lab: dict[str, str
                 ovs.stop()
         line = next(x for x in controller.lines if "controller down:" in x)
         assert " 0 flows installed" not in line, line
+    asyncio.run(main())
+
+
+def test_a_tls_channel_to_os_ken_checked_against_the_ca(lab: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """``--controller tls:H:P --ca FILE``: Fata's TLS engine under the channel, os-ken's SSL
+    listener (Python's ssl module) on the other side.  With the controller's CA the switch
+    connects and the pings pass; with another CA the handshake fails, so nothing passes."""
+    pytest.importorskip("os_ken", reason="os-ken is the controller: pip install -e "
+                        "'appliances/openflow_switch[test]'")
+    from tls._certgen import make_pki
+
+    pki, other = make_pki(tmp_path / "pki"), make_pki(tmp_path / "other")
+    port = 20000 + os.getpid() % 20000
+
+    async def main() -> None:
+        async with process(lab["sw"], sys.executable, "-u", str(HERE / "osken_l2_app.py"),
+                           "--ofp-listen-host", "127.0.0.1", "--ofp-ssl-listen-port", str(port),
+                           "--ctl-privkey", str(pki["p256.key"]), "--ctl-cert",
+                           str(pki["p256"])) as (_, controller):
+            async with switch(lab["sw"], "--controller", f"tls:127.0.0.1:{port}", "--ca",
+                              str(other["ca"]), "--fail-mode", "secure", "--reconnect-min",
+                              "0.1", "--reconnect-max", "0.2") as log:
+                code, out = await ping(lab["h1"], H2_IP, 3)
+                assert code != 0 and "100% packet loss" in out, out
+            assert "connected (OpenFlow" not in log.text, log.text
+            assert "joined" not in controller.text, controller.text
+            async with switch(lab["sw"], "--controller", f"tls:127.0.0.1:{port}", "--ca",
+                              str(pki["ca"]), "--reconnect-min", "0.1",
+                              "--reconnect-max", "0.5") as log:
+                await log.wait(f"controller tls:127.0.0.1:{port} connected (OpenFlow 0x04)")
+                await controller.wait("table-miss installed")
+                code, out = await ping(lab["h1"], H2_IP, 3)
+                assert code == 0 and " 0% packet loss" in out, out
+                await controller.wait("flow installed port 1")
     asyncio.run(main())

@@ -35,6 +35,8 @@ from fata_openflow_switch.ofp_const import (
     PortConfig,
     PortModFailedCode,
     PortNo,
+    PortReason,
+    PortState,
 )
 from fata_openflow_switch.oxm import Match, oxm
 from fata_openflow_switch.packet import parse
@@ -287,7 +289,10 @@ def test_port_stats_and_port_mod() -> None:
     (p2,) = ps.body.ports
     assert (p2.port_no, p2.tx_packets, p2.rx_packets) == (2, 1, 0)
     pm = M.PortMod(2, mac(0x0A0000000002), PortConfig.NO_FWD, PortConfig.NO_FWD)
-    assert send(sw, pm).messages == []
+    (status,) = send(sw, pm).messages  # the change is reported, as any port change is
+    assert isinstance(status, M.PortStatus) and status.reason == PortReason.MODIFY
+    assert status.desc.port_no == 2 and status.desc.config == PortConfig.NO_FWD
+    assert send(sw, pm).messages == []  # no change, no report
     assert sorted(sw.process(1, [udp4_frame()], 0).frames) == [3]
     assert sw.ports[2].tx_dropped == 1
     wrong = M.PortMod(2, mac(1), 0, PortConfig.NO_FWD, xid=6)
@@ -422,6 +427,25 @@ def test_indirect_and_fast_failover_groups() -> None:
     unwatched = M.GroupMod(GroupModCommand.ADD, GroupType.FF, 5, (Bucket((A.Output(2),)),), xid=5)
     assert refused(send(sw, unwatched), unwatched) == (ErrorType.GROUP_MOD_FAILED,
                                                        GroupModFailedCode.BAD_WATCH)
+
+
+def test_a_link_going_down_is_reported_and_fast_failover_follows_it() -> None:
+    sw = make_switch(4)
+    group(sw, 4, GroupType.FF, Bucket((A.Output(2),), watch_port=2),
+          Bucket((A.Output(3),), watch_port=3))
+    flow(sw, instructions=[apply(A.Group(4))])
+    assert list(sw.process(1, [udp4_frame()], 0).frames) == [2]
+    (down,) = sw.link_changed(2, False).messages
+    assert isinstance(down, M.PortStatus) and down.reason == PortReason.MODIFY
+    assert down.desc.port_no == 2 and down.desc.state & PortState.LINK_DOWN
+    assert sw.link_changed(2, False).messages == []  # already down: nothing to say
+    assert list(sw.process(1, [udp4_frame()], 0).frames) == [3]
+    (up,) = sw.link_changed(2, True).messages
+    assert not up.desc.state & PortState.LINK_DOWN
+    assert list(sw.process(1, [udp4_frame()], 0).frames) == [2]
+    assert sw.link_changed(9, False).messages == []  # not a port of this switch
+    (desc,) = send(sw, M.MultipartRequest(MP.PortDescRequest())).messages
+    assert all(not p.state & PortState.LINK_DOWN for p in desc.body.ports)
 
 
 def test_group_mod_errors_and_delete_removes_flows() -> None:

@@ -20,7 +20,7 @@ from fata_openflow_switch import actions as A
 from fata_openflow_switch import instructions as I
 from fata_openflow_switch import messages as M
 from fata_openflow_switch.connection import Connection, Negotiated, Received
-from fata_openflow_switch.ofp_const import FlowModFlags, PortNo
+from fata_openflow_switch.ofp_const import FlowModFlags, PortNo, PortState
 from fata_openflow_switch.unikernel import SwitchAppliance, parse_controller, parse_datapath_id
 
 from ._frames import mac
@@ -39,6 +39,11 @@ class FakeNetif(Netif):
         self.mtu = 1500
         self.sent: list[bytes] = []
         self.batch = None
+        self.up = True
+
+    @property
+    def link_up(self) -> bool:
+        return self.up
 
     def start(self, receiver, batch_receiver=None, *, wire: bool = False) -> None:
         assert wire, "a switch needs frames as a wire carries them"
@@ -287,5 +292,104 @@ def test_a_silent_controller_is_probed_then_given_up_and_one_that_answers_is_kep
             control.cancel()
             app.stop_timer()
         assert any("an echo request unanswered" in line for line in console.lines)
+
+    asyncio.run(main())
+
+
+class StalledPipe(Pipe):
+    """A pipe whose writes wait while ``stalled`` is set: a controller not reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+        self.moving = asyncio.Event()
+
+    async def write(self, data: bytes) -> None:
+        while self.stalled:
+            self.moving.clear()
+            await self.moving.wait()
+        await super().write(data)
+
+
+def test_a_controller_that_stops_reading_bounds_the_outbox() -> None:
+    """PACKET_INs beyond ``--outbox-limit`` queued bytes are dropped and counted, requests
+    are not read meanwhile, and once the controller reads again everything flows."""
+    async def main() -> None:
+        ports = {n: FakeNetif(f"veth{n}", n) for n in (1, 2)}
+        stack, console = FakeStack(), Console()
+        stack.accepting.set()
+        ours = StalledPipe()
+        theirs = Pipe()
+        ours.peer, theirs.peer = theirs, ours
+
+        async def connect(addr, port, *, timeout=None):
+            stack.controllers.put_nowait(theirs)
+            return ours
+
+        stack.tcp_connect = connect  # type: ignore[method-assign]
+        app = SwitchAppliance(ports, stack, Clock(), console,  # type: ignore[arg-type]
+                              args(fail_mode="secure", outbox_limit=64 * 1024))
+        app.start_ports()
+        control = asyncio.get_running_loop().create_task(app.control())
+        try:
+            ctl = Controller(await asyncio.wait_for(stack.controllers.get(), 5))
+            await ctl.flush()
+            to_controller = I.ApplyActions((A.Output(PortNo.CONTROLLER, 0xFFFF),))
+            await ctl.send(M.FlowMod(priority=0, instructions=(to_controller,), xid=1))
+            await ctl.send(M.BarrierRequest(xid=2))
+            await ctl.expect(M.BarrierReply)
+            ours.stalled = True
+            big = frame(mac(0xB), mac(0xA)) + bytes(900)
+            for _ in range(20):
+                ports[1].receive([big] * 50)  # 1,000 packet-ins of about 1 KB
+                await asyncio.sleep(0)  # the writer takes its turn
+            channel = app.channel
+            assert channel is not None
+            assert app.packet_ins_dropped > 500
+            assert channel.backlog <= 64 * 1024 + 2 * len(big) + 1024
+            await ctl.send(M.EchoRequest(b"are you there", xid=3))  # not read while stalled
+            ours.stalled = False
+            ours.moving.set()
+            echo = await ctl.expect(M.EchoReply)
+            assert echo.data == b"are you there"
+            pins = [m for m in ctl.messages if isinstance(m, M.PacketIn)]
+            delivered = len(pins)
+            assert delivered + app.packet_ins_dropped == 1000
+            dropped = app.packet_ins_dropped
+            ports[1].receive([big])  # drained: the next one is delivered
+            await ctl.expect(M.PacketIn)
+            assert app.packet_ins_dropped == dropped
+        finally:
+            control.cancel()
+            app.stop_timer()
+
+    asyncio.run(main())
+
+
+def test_a_port_whose_link_goes_down_is_reported_to_the_controller() -> None:
+    async def main() -> None:
+        ports = {n: FakeNetif(f"veth{n}", n) for n in (1, 2)}
+        stack, console = FakeStack(), Console()
+        stack.accepting.set()
+        app = SwitchAppliance(ports, stack, Clock(), console,  # type: ignore[arg-type]
+                              args(link_check=0.01))
+        app.watch_links()
+        control = asyncio.get_running_loop().create_task(app.control())
+        try:
+            ctl = Controller(await asyncio.wait_for(stack.controllers.get(), 5))
+            await ctl.flush()
+            await ctl.send(M.BarrierRequest(xid=1))
+            await ctl.expect(M.BarrierReply)  # connected
+            ports[2].up = False
+            down = await ctl.expect(M.PortStatus)
+            assert down.desc.port_no == 2 and down.desc.state & PortState.LINK_DOWN
+            ports[2].up = True
+            up = await ctl.expect(M.PortStatus)
+            assert up.desc.port_no == 2 and not up.desc.state & PortState.LINK_DOWN
+        finally:
+            control.cancel()
+            app.stop_timer()
+        assert "port 2 (veth2): link down" in console.lines
+        assert "port 2 (veth2): link up" in console.lines
 
     asyncio.run(main())

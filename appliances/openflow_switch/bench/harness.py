@@ -1,24 +1,26 @@
 """``fata bench openflow_switch``: frames per second switched from one Linux host to
-another, by Fata's OpenFlow switch in fail-standalone (MAC-learning) mode and by Open
-vSwitch, side by side in one run; and the controller role's responses per second beside
-os-ken's.
+another at 64 and 1518 bytes, by Fata's OpenFlow switch in fail-standalone (MAC-learning)
+mode, by Open vSwitch with an explicit flow and by a Linux bridge, side by side in one run;
+and the controller role's responses per second beside os-ken's.
 
 The harness makes three network namespaces: two hosts (``h1``, ``h2``, IPv6 off so only the
 benchmark's frames flow) each joined by a veth pair to a switch namespace holding the other
 ends, ``s1`` and ``s2``.  In turn on those same two ends:
 
-- Fata: ``fata run appliances/openflow_switch --netif port1=if:s1 --netif port2=if:s2 --
-  --fail-mode standalone`` (no controller: the learning fallback switches);
+- Fata: ``fata run --key ports=2 appliances/openflow_switch --netif port1=if:s1 --netif
+  port2=if:s2 -- --fail-mode standalone`` (no controller: the learning fallback switches);
 - Open vSwitch: ``ovsdb-server`` and ``ovs-vswitchd`` started by the harness with a private
   database and run directory in a temporary directory (never the system's), a bridge with
-  ``s1`` and ``s2`` and its default ``NORMAL`` flow (learning).  The kernel datapath
-  (``system``) is tried first; when it cannot be had (no ``openvswitch`` kernel module in a
-  container), the userspace one (``netdev``).  The table says which ran.
+  ``s1`` and ``s2`` as ports 1 and 2 and one explicit flow each way (``in_port=1,
+  actions=output:2`` and back).  The kernel datapath (``system``) is tried first; when it
+  cannot be had (no ``openvswitch`` kernel module in a container), the userspace one
+  (``netdev``).  The table says which ran;
+- a Linux bridge of ``s1`` and ``s2`` (the kernel's: nothing to pin).
 
 For each, a ping from ``h1`` to ``h2`` until one is answered (the switch is up and has
-learned both hosts), then ``traffic.py``: a UDP sender in ``h1`` sending minimum-size
-frames as fast as it can for the round's duration, a receiver in ``h2`` counting what
-arrives.  The rate is datagrams received over the span from the first to the last (each a
+learned both hosts), then ``traffic.py`` for each frame size: a UDP sender in ``h1``
+sending frames of that size as fast as it can for the round's duration, a receiver in
+``h2`` counting what arrives.  The rate is datagrams received over the span from the first to the last (each a
 frame forwarded h1 -> h2); the offered rate and the loss are reported too.  The switch is
 pinned to one CPU, sender and receiver to another.  Open vSwitch is installed with apt-get
 when missing (as root, unless ``--no-install``); when it cannot run, its row says why.
@@ -55,12 +57,14 @@ from fata.bench import report  # noqa: E402
 
 sys.path.insert(0, str(HERE))
 import controller_bench  # noqa: E402
-from ovs_daemons import BenchError, Ovs, ensure_ovs, pin, sh, stop, wait_until  # noqa: E402
+from ovs_daemons import BenchError, Ovs, ensure_ovs, pin, sh, start_in, stop, wait_until  # noqa: E402
 
 TRAFFIC = HERE / "traffic.py"
 H1_IP, H2_IP = "10.243.0.1", "10.243.0.2"
 UDP_PORT = 9
-PAYLOAD = 18  # 14 + 20 + 8 + 18 = 60 bytes: a minimum Ethernet frame
+# UDP payload for each frame size on the wire (with the 4-byte FCS): 14 + 20 + 8 + 18 + 4
+# = 64, the minimum; 14 + 20 + 8 + 1472 + 4 = 1518, the maximum untagged frame.
+PAYLOADS = {64: 18, 1518: 1472}
 START_TIMEOUT = 120.0  # the first fata run builds the image
 READY_TIMEOUT = 30.0  # the hosts reach each other through a started switch
 
@@ -101,13 +105,7 @@ class Lab:
         for ns in (self.h1, self.h2, self.sw):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
-    def start(self, ns: str, argv: list[str], core: int, log: Path,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
-        with open(log, "wb") as out:
-            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=str(REPO), start_new_session=True,
-                                    preexec_fn=pin(core))
+    start = staticmethod(start_in)
 
     def reachable(self, timeout: float) -> None:
         """A ping h1 -> h2 answered: the switch forwards and has seen both hosts."""
@@ -120,7 +118,7 @@ class Lab:
             if time.monotonic() > deadline:
                 raise BenchError(f"no ping answered h1 -> h2 within {timeout:g} s")
 
-    def measure(self, seconds: float, core: int) -> dict:
+    def measure(self, seconds: float, core: int, payload: int) -> dict:
         """One round of UDP h1 -> h2: offered and forwarded frames per second."""
         py = sys.executable
         recv = subprocess.Popen(["ip", "netns", "exec", self.h2, py, str(TRAFFIC), "recv",
@@ -131,7 +129,7 @@ class Lab:
             if recv.stdout.readline().strip() != "ready":
                 raise BenchError("the receiver did not start")
             send = subprocess.run(["ip", "netns", "exec", self.h1, py, str(TRAFFIC), "send",
-                                   H2_IP, str(UDP_PORT), str(seconds), str(PAYLOAD)],
+                                   H2_IP, str(UDP_PORT), str(seconds), str(payload)],
                                   capture_output=True, text=True, timeout=seconds + 60,
                                   preexec_fn=pin(core))
             if send.returncode != 0:
@@ -149,42 +147,54 @@ class Lab:
                 "loss": 1 - got["received"] / sent["sent"] if sent["sent"] else None}
 
 
-def rounds(lab: Lab, n: int, seconds: float, core: int) -> dict:
+def rounds(lab: Lab, n: int, seconds: float, core: int) -> list[dict]:
+    """Each frame size's rounds through the switch now running: a row per size."""
     lab.reachable(READY_TIMEOUT)
-    results = [lab.measure(seconds, core) for _ in range(n)]
-    best = {k: statistics.median(r[k] for r in results)
-            for k in ("offered_per_s", "frames_per_s")}
-    losses = [r["loss"] for r in results if r["loss"] is not None]
-    best["loss"] = statistics.median(losses) if losses else None
-    best["rounds"] = [r["frames_per_s"] for r in results]
-    if not best["frames_per_s"] > 0:
-        raise BenchError(f"pings passed but no UDP datagram reached h2 ({results})")
-    return best
+    rows = []
+    for frame, payload in PAYLOADS.items():
+        results = [lab.measure(seconds, core, payload) for _ in range(n)]
+        best = {k: statistics.median(r[k] for r in results)
+                for k in ("offered_per_s", "frames_per_s")}
+        losses = [r["loss"] for r in results if r["loss"] is not None]
+        best["loss"] = statistics.median(losses) if losses else None
+        best["rounds"] = [r["frames_per_s"] for r in results]
+        best["frame_bytes"] = frame
+        if not best["frames_per_s"] > 0:
+            raise BenchError(f"pings passed but no {frame}-byte frame reached h2 ({results})")
+        rows.append(best)
+    return rows
 
 
-def run_fata(lab: Lab, tmp: Path, n: int, seconds: float, cores: tuple[int, int]) -> dict:
+def _failed(row: dict, status: str) -> list[dict]:
+    return [{**row, "frame_bytes": frame, "status": status} for frame in PAYLOADS]
+
+
+def run_fata(lab: Lab, tmp: Path, n: int, seconds: float, cores: tuple[int, int]) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO / "core"), str(APPLIANCE), os.environ.get("PYTHONPATH", "")]))
     log = tmp / "fata.log"
-    proc = lab.start(lab.sw, [sys.executable, "-m", "fata", "run", str(APPLIANCE),
-                              "--netif", "port1=if:s1", "--netif", "port2=if:s2", "--",
-                              "--fail-mode", "standalone"], cores[0], log, env)
+    row = {"server": "Fata openflow_switch", "datapath": "fail-standalone learning"}
+    proc = lab.start(lab.sw, [sys.executable, "-m", "fata", "run", "--key", "ports=2",
+                              str(APPLIANCE), "--netif", "port1=if:s1", "--netif", "port2=if:s2",
+                              "--", "--fail-mode", "standalone"], cores[0], log, env)
     try:
         wait_until(lambda: "switch up:" in log.read_text(errors="replace"), START_TIMEOUT,
                    "fata run appliances/openflow_switch", proc, log)
-        row = rounds(lab, n, seconds, cores[1])
+        return [{**row, **r, "status": "ok"} for r in rounds(lab, n, seconds, cores[1])]
+    except BenchError as exc:
+        return _failed(row, f"failed: {exc}")
     finally:
         stop(proc)
-    return {"server": "Fata openflow_switch", "datapath": "fail-standalone learning",
-            **row, "status": "ok"}
 
 
 def run_ovs(lab: Lab, tmp: Path, n: int, seconds: float, cores: tuple[int, int],
-            install: bool) -> dict:
-    row = {"server": "Open vSwitch", "datapath": None}
+            install: bool) -> list[dict]:
+    """Open vSwitch with an explicit flow each way (port 1 to 2, 2 to 1), on the kernel
+    datapath when it can be had, else the userspace one."""
+    row: dict = {"server": "Open vSwitch", "datapath": None}
     why = ensure_ovs(install)
     if why is not None:
-        return {**row, "status": f"not run: {why}"}
+        return _failed(row, f"not run: {why}")
     ovs = Ovs(lab.sw, tmp, cores[0], lab.start)
     if version := ovs.version():
         row["server"] = f"Open vSwitch {version}"
@@ -193,7 +203,7 @@ def run_ovs(lab: Lab, tmp: Path, n: int, seconds: float, cores: tuple[int, int],
         ovs.start()
         for datapath in ("system", "netdev"):
             try:
-                ovs.bridge("br0", datapath, {"s1": None, "s2": None})
+                ovs.bridge("br0", datapath, {"s1": 1, "s2": 2})
             except BenchError as exc:
                 if datapath == "system":
                     module = ("" if Path("/sys/module/openvswitch").exists()
@@ -203,49 +213,67 @@ def run_ovs(lab: Lab, tmp: Path, n: int, seconds: float, cores: tuple[int, int],
                     notes.append(str(exc))
                 ovs.delete_bridge("br0")
                 continue
-            row["datapath"] = "kernel (system)" if datapath == "system" else "userspace (netdev)"
+            row["datapath"] = ("kernel (system)" if datapath == "system"
+                               else "userspace (netdev)") + ", explicit flows"
             break
         else:
-            return {**row, "status": "not run: " + "; ".join(notes)}
-        row.update(rounds(lab, n, seconds, cores[1]))
-        row["status"] = "ok"
+            return _failed(row, "not run: " + "; ".join(notes))
+        ovs.ofctl("del-flows", "br0")
+        for a, b in ((1, 2), (2, 1)):
+            ovs.ofctl("add-flow", "br0", f"in_port={a},actions=output:{b}")
+        if notes:
+            row["note"] = "; ".join(notes)
+        return [{**row, **r, "status": "ok"} for r in rounds(lab, n, seconds, cores[1])]
     except BenchError as exc:
-        row["status"] = f"not run: {exc}"
+        return _failed(row, f"not run: {exc}")
     finally:
         ovs.stop()
-    if notes:
-        row["note"] = "; ".join(notes)
-    return row
+
+
+def run_bridge(lab: Lab, n: int, seconds: float, cores: tuple[int, int]) -> list[dict]:
+    """A Linux bridge of the two ports, in the kernel (no CPU to pin it to)."""
+    row = {"server": "Linux bridge", "datapath": "kernel, learning"}
+    bridge = "lbr0"  # Open vSwitch's run may leave its own br0 device behind
+    try:
+        sh("ip", "-n", lab.sw, "link", "add", bridge, "type", "bridge")
+        for dev in ("s1", "s2"):
+            sh("ip", "-n", lab.sw, "link", "set", dev, "master", bridge)
+        sh("ip", "-n", lab.sw, "link", "set", bridge, "up")
+        try:
+            return [{**row, **r, "status": "ok"} for r in rounds(lab, n, seconds, cores[1])]
+        finally:
+            subprocess.run(["ip", "-n", lab.sw, "link", "del", bridge], capture_output=True)
+    except BenchError as exc:
+        return _failed(row, f"not run: {exc}")
 
 
 def switch_part(tmp: Path, n: int, seconds: float, cores: tuple[int, int],
                 install: bool) -> tuple[list[dict], float | None]:
-    """Fata's switch and Open vSwitch forwarding between the lab's hosts: rows, ratio."""
-    rows = []
+    """The switches forwarding between the lab's hosts, at each frame size: rows, and
+    Fata's rate over Open vSwitch's at 64 bytes."""
     with Lab() as lab:
-        try:
-            rows.append(run_fata(lab, tmp, n, seconds, cores))
-        except BenchError as exc:
-            rows.append({"server": "Fata openflow_switch", "datapath": "fail-standalone learning",
-                         "status": f"failed: {exc}"})
-        rows.append(run_ovs(lab, tmp, n, seconds, cores, install))
-    fata_rate, ovs_rate = (rows[0].get("frames_per_s"), rows[1].get("frames_per_s"))
-    ratio = report.ratio(fata_rate, ovs_rate)
+        rows = run_fata(lab, tmp, n, seconds, cores)
+        rows += run_ovs(lab, tmp, n, seconds, cores, install)
+        rows += run_bridge(lab, n, seconds, cores)
+    small = {r["server"].split()[0]: r.get("frames_per_s") for r in rows
+             if r["frame_bytes"] == 64}
+    ratio = report.ratio(small.get("Fata"), small.get("Open"))
     columns = [report.Column("server", "Switch", align="left"),
                report.Column("datapath", "Datapath", align="left"),
+               report.Column("frame_bytes", "Frame", "{:d}"),
                report.Column("offered_per_s", "Offered frames/s", "{:,.0f}"),
                report.Column("frames_per_s", "Forwarded frames/s", "{:,.0f}"),
                report.Column("loss", "Loss", "{:.1%}"),
                report.Column("status", "Status", align="left")]
-    title = (f"fata bench openflow_switch: UDP h1 -> h2, {PAYLOAD + 42}-byte frames, "
-             f"{n} x {seconds:g} s, switch on CPU {cores[0]}, hosts on CPU {cores[1]}")
+    title = (f"fata bench openflow_switch: UDP h1 -> h2, {n} x {seconds:g} s per frame size, "
+             f"switch on CPU {cores[0]}, hosts on CPU {cores[1]}")
     report.print_table(rows, columns, title)
-    for row in rows:
-        if row.get("note"):
-            print(f"{row['server']}: {row['note']}")
-    print("Fata / Open vSwitch forwarded frames/s: "
+    for note in dict.fromkeys(f"{r['server']}: {r['note']}" for r in rows if r.get("note")):
+        print(note)
+    ovs_status = next((r["status"] for r in rows if r["server"].startswith("Open")), "")
+    print("Fata / Open vSwitch forwarded frames/s at 64 bytes: "
           + ("-" if ratio is None else f"{ratio:.3f}")
-          + ("" if ratio is not None else f" ({rows[1]['status']})"))
+          + ("" if ratio is not None else f" ({ovs_status})"))
     return rows, ratio
 
 
@@ -298,14 +326,15 @@ def main(argv: list[str]) -> int:
     cpus = sorted(os.sched_getaffinity(0))
     cores = (cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])
     payload: dict = {"benchmark": "openflow_switch",
-                     "config": {"duration_s": seconds, "rounds": n, "frame_bytes": PAYLOAD + 42,
+                     "config": {"duration_s": seconds, "rounds": n,
+                                "frame_bytes": list(PAYLOADS),
                                 "switch_core": cores[0], "hosts_core": cores[1]}}
     ok = True
     with tempfile.TemporaryDirectory(prefix="fata-of-bench-") as tmp:
         if args.part in ("all", "switch"):
             rows, ratio = switch_part(Path(tmp), n, seconds, cores, not args.no_install)
             payload.update(results=rows, ratio_fata_over_ovs=ratio)
-            ok = rows[0]["status"] == "ok" and (rows[0].get("frames_per_s") or 0) > 0
+            ok = all(r["status"] == "ok" for r in rows if r["server"].startswith("Fata"))
         if args.part in ("all", "controller"):
             c_seconds, c_rounds = (1.0, 2) if args.quick else (min(seconds, 2.0), 5)
             crows = controller_bench.run(Path(tmp), cores, c_seconds, c_rounds,

@@ -38,6 +38,17 @@ def pin(core: int):
     return lambda: os.sched_setaffinity(0, {core})
 
 
+def start_in(ns: str, argv: list[str], core: int, log: Path,
+             env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``argv`` in network namespace ``ns``, pinned to ``core``, its output to ``log``, in a
+    session of its own (so :func:`stop` can signal its whole group)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=str(Path(__file__).resolve().parents[3]),
+                                start_new_session=True, preexec_fn=pin(core))
+
+
 def wait_until(probe, timeout: float, what: str, proc: subprocess.Popen | None = None,
                log: Path | None = None) -> None:
     """Until ``probe()`` is true; fails after ``timeout`` or when ``proc`` exits first."""

@@ -43,7 +43,7 @@ APPLIANCE = HERE.parent
 REPO = HERE.parents[2]
 LAUNCHER = HERE / "osken_launch.py"
 sys.path.insert(0, str(HERE))
-from ovs_daemons import BenchError, Ovs, ensure_ovs, pin, sh, stop, wait_until  # noqa: E402
+from ovs_daemons import BenchError, Ovs, ensure_ovs, sh, start_in, stop, wait_until  # noqa: E402
 
 GROUPS = ("action", "group", "match", "meter")
 PORTS = (1, 2, 3)
@@ -79,13 +79,7 @@ class TesterLab:
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
 
-    def start(self, ns: str, argv: list[str], core: int, log: Path,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
-        with open(log, "wb") as out:
-            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=str(REPO), start_new_session=True,
-                                    preexec_fn=pin(core))
+    start = staticmethod(start_in)
 
 
 def test_dir(tmp: Path, groups: list[str], only: str | None) -> tuple[Path, int]:

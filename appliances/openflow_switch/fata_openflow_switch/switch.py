@@ -54,6 +54,7 @@ from .ofp_const import (
     PortConfig,
     PortModFailedCode,
     PortNo,
+    PortReason,
     PortState,
     SwitchConfigFailedCode,
     TableModFailedCode,
@@ -485,7 +486,7 @@ class Switch:
         elif isinstance(msg, M.MeterMod):
             return self._meter_mod(msg, now, out)
         elif isinstance(msg, M.PortMod):
-            return self._port_mod(msg)
+            return self._port_mod(msg, out)
         elif isinstance(msg, M.TableMod):
             if self.tables.tables_for(msg.table_id) is None:
                 return _err(ErrorType.TABLE_MOD_FAILED, TableModFailedCode.BAD_TABLE)
@@ -521,7 +522,7 @@ class Switch:
             self._tables_changed()
         return None
 
-    def _port_mod(self, msg: M.PortMod) -> ErrorCode | None:
+    def _port_mod(self, msg: M.PortMod, out: Emitted) -> ErrorCode | None:
         port = self.ports.get(msg.port_no)
         if port is None:
             return _err(ErrorType.PORT_MOD_FAILED, PortModFailedCode.BAD_PORT)
@@ -530,8 +531,25 @@ class Switch:
         known = sum(int(c) for c in PortConfig)  # an int: ~ of an IntFlag stays within it
         if msg.mask & ~known:
             return _err(ErrorType.PORT_MOD_FAILED, PortModFailedCode.BAD_CONFIG)
-        port.config = (port.config & ~msg.mask) | (msg.config & msg.mask)
+        config = (port.config & ~msg.mask) | (msg.config & msg.mask)
+        if config != port.config:  # 7.4.3: a port's change is reported, whoever made it
+            port.config = config
+            out.messages.append(M.PortStatus(PortReason.MODIFY, port.desc()))
         return None
+
+    def link_changed(self, port_no: int, up: bool) -> Emitted:
+        """The link of ``port_no`` went up or down (the adapter watches the device): the
+        port's ``OFPPS_LINK_DOWN`` bit, and a PORT_STATUS saying so when it changed.
+        Fast-failover groups read the bit, so their next packet takes the live bucket."""
+        out = Emitted()
+        port = self.ports.get(port_no)
+        if port is None:
+            return out
+        state = port.state & ~PortState.LINK_DOWN if up else port.state | PortState.LINK_DOWN
+        if state != port.state:
+            port.state = state
+            out.messages.append(M.PortStatus(PortReason.MODIFY, port.desc()))
+        return out
 
     # --- checks -----------------------------------------------------------------------
 

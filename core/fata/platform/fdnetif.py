@@ -93,10 +93,8 @@ class FdNetif(Netif):
         if _frames is not None:
             frames, trusted = _frames.read_frames(self.fd, READ_BATCH, header, READ_BUDGET,
                                                   tag_at)
-        elif tag_at:
-            frames, trusted = self._recv_tagged(header, tag_at)
         else:
-            frames, trusted = self._read_frames(header)
+            frames, trusted = self._read_frames(header, tag_at)
         if self._wire:
             frames, trusted = self._finish(frames)
         if not frames:
@@ -126,62 +124,49 @@ class FdNetif(Netif):
                 self.rx_errors += 1
         return frames, bytes(len(frames))  # finished here: nothing is vouched for
 
-    def _read_frames(self, header: int) -> tuple[list[bytes], bytes]:
-        """``_frames.read_frames`` in Python, for installs built without a C compiler."""
-        buf = self._buf
-        view = self._view
-        fd = self.fd
-        iov = self._iov
-        readv = os.readv
+    def _read_frames(self, header: int, tag_at: int = 0) -> tuple[list[bytes], bytes]:
+        """``_frames.read_frames`` in Python, for installs built without a C compiler: each
+        frame by ``os.readv``, or with ``tag_at`` by ``recvmsg``, its stripped VLAN tag put
+        back from the PACKET_AUXDATA control message."""
         frames: list[bytes] = []
         trusted = bytearray()
         budget = READ_BUDGET
+        read = self._recv_one if tag_at else self._readv_one
         for _ in range(READ_BATCH):
             if budget <= 0:
                 break
             try:
-                n = readv(fd, iov)
+                data, tag = read()
             except OSError:  # EAGAIN: drained (other errors: the fd is going away)
-                break
-            if n < header or not n:
-                continue
-            budget -= n
-            frames.append(view[header:n].tobytes())
-            trusted.append(1 if header and buf[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM
-                                                     | VIRTIO_NET_HDR_F_DATA_VALID) else 0)
-        return frames, bytes(trusted)
-
-    def _recv_tagged(self, header: int, tag_at: int) -> tuple[list[bytes], bytes]:
-        """``_frames.read_frames`` with ``tag_at`` in Python: each frame by ``recvmsg``, its
-        stripped VLAN tag put back from the PACKET_AUXDATA control message."""
-        sock = self._sock
-        if sock is None:
-            sock = self._sock = socket.socket(fileno=self.fd)
-        frames: list[bytes] = []
-        trusted = bytearray()
-        budget = READ_BUDGET
-        for _ in range(READ_BATCH):
-            if budget <= 0:
-                break
-            try:
-                data, ancillary, _, _ = sock.recvmsg(READ_SIZE, AUXDATA_SPACE)
-            except OSError:  # EAGAIN: drained
                 break
             if len(data) < header or not data:
                 continue
             budget -= len(data)
             frame = data[header:]
-            for level, kind, aux in ancillary:
-                if level != SOL_PACKET or kind != PACKET_AUXDATA or len(aux) < AUXDATA.size:
-                    continue
-                status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(aux)
-                if status & TP_STATUS_VLAN_VALID and len(frame) >= tag_at:
-                    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
-                    frame = frame[:tag_at] + struct.pack("!HH", tpid, tci) + frame[tag_at:]
+            if tag is not None and len(frame) >= tag_at:
+                frame = frame[:tag_at] + tag + frame[tag_at:]
             frames.append(frame)
             trusted.append(1 if header and data[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM
                                                       | VIRTIO_NET_HDR_F_DATA_VALID) else 0)
         return frames, bytes(trusted)
+
+    def _readv_one(self) -> tuple[bytes, None]:
+        n = os.readv(self.fd, self._iov)
+        return self._view[:n].tobytes(), None
+
+    def _recv_one(self) -> tuple[bytes, bytes | None]:
+        """One frame and the VLAN tag the kernel took off it (wire bytes), if any."""
+        sock = self._sock
+        if sock is None:
+            sock = self._sock = socket.socket(fileno=self.fd)
+        data, ancillary, _, _ = sock.recvmsg(READ_SIZE, AUXDATA_SPACE)
+        for level, kind, aux in ancillary:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA and len(aux) >= AUXDATA.size:
+                status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(aux)
+                if status & TP_STATUS_VLAN_VALID:
+                    tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                    return data, struct.pack("!HH", tpid, tci)
+        return data, None
 
     def send(self, frame: bytes | list[bytes], *, csum_start: int = 0, csum_offset: int = 0,
              gso_size: int = 0) -> None:
