@@ -56,3 +56,6 @@ def test_openflow_bench_quick_measures_fata_beside_ovs(tmp_path: Path) -> None:
     assert report["controller_ratio_fata_over_osken"] == pytest.approx(
         batch["Fata controller"] / batch["os-ken simple_switch"])
     assert "Fata / os-ken controller responses/s (batch):" in done.stdout
+    for png in ("openflow-switch-forwarding.png", "openflow-controller.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {tmp_path / png}" in done.stdout

@@ -1,12 +1,14 @@
-"""The switch appliance end to end: two Linux hosts ping each other through it.
+"""The switch appliance end to end: two Linux hosts talk through it.
 
 Each host is a network namespace joined by a veth pair to a third namespace, where ``fata
-run appliances/openflow_switch`` holds the other ends as ports port1 and port2 (``--netif
-port1=if:IF``; port3 and port4 are TAPs it creates).  Three situations: no controller and
-``--fail-mode standalone`` (the MAC-learning fallback switches); a real os-ken controller
-(``osken_l2_app.py``, on a loopback port in the switch's namespace) that installs the
-flows the pings then take, its log showing the PACKET_INs; and ``--fail-mode secure``
-with no controller, where nothing may pass.
+run --key ports=2 appliances/openflow_switch`` holds the other ends as its two ports
+(``--netif port1=if:IF``).  The situations: no controller and ``--fail-mode standalone``
+(the MAC-learning fallback switches); a real os-ken controller (``osken_l2_app.py``, on a
+loopback port in the switch's namespace) that installs the flows the pings and a TCP
+transfer then take, its log showing the PACKET_INs; ``--fail-mode secure`` with no
+controller, where nothing may pass; a TLS channel to os-ken, checked against the CA; and
+the appliance's controller role driving this switch (OpenFlow 1.3) and Open vSwitch
+(OpenFlow 1.0).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from net._bulk import transfer
 
 pytestmark = [
     pytest.mark.root, pytest.mark.tool("ip", "ping"),
@@ -30,6 +33,7 @@ REPO = HERE.parents[1]
 APPLIANCE = REPO / "appliances" / "openflow_switch"
 H1_IP, H2_IP = "10.242.0.1", "10.242.0.2"
 TIMEOUT = 30.0
+BULK = 8 * 1024 * 1024
 
 
 def sh(*cmd: str) -> None:
@@ -182,6 +186,9 @@ def test_osken_controller_installs_the_flows_pings_take(lab: dict[str, str]) -> 
                 code, out = await ping(lab["h1"], H2_IP, 5)
                 assert code == 0 and " 0% packet loss" in out, out
                 assert controller.text.count("packet-in port") == before, controller.text
+                # And a TCP transfer, the hosts' offloads on (TSO segments, partial
+                # checksums, finished by the ports), every byte checked at the far end.
+                await transfer(lab["h2"], H2_IP, lab["h1"], BULK)
             assert "1 controller connections" in log.text, log.text
     asyncio.run(main())
 

@@ -277,6 +277,33 @@ def switch_part(tmp: Path, n: int, seconds: float, cores: tuple[int, int],
     return rows, ratio
 
 
+def charts(payload: dict, out: Path) -> list[Path]:
+    """The PNGs of what was measured: forwarding by frame size, controller responses by
+    mode (one bar per switch or controller; a row that did not run is marked n/a)."""
+    made = []
+    if "results" in payload:
+        series: dict[str, list[float | None]] = {}
+        for row in payload["results"]:
+            values = series.setdefault(row["server"], [None] * len(PAYLOADS))
+            values[list(PAYLOADS).index(row["frame_bytes"])] = row.get("frames_per_s")
+        made.append(report.grouped_bar_chart(
+            out / "openflow-switch-forwarding.png", [f"{f} B" for f in PAYLOADS], series,
+            title="Forwarding between two hosts (UDP h1 -> h2)", ylabel="frames/s",
+            xlabel="frame size"))
+    if "controller_results" in payload:
+        cseries: dict[str, list[float | None]] = {}
+        modes = list(controller_bench.MODES)
+        for row in payload["controller_results"]:
+            values = cseries.setdefault(row["controller"], [None] * len(modes))
+            if row.get("mode") in modes:
+                values[modes.index(row["mode"])] = row.get("responses_per_s")
+        made.append(report.grouped_bar_chart(
+            out / "openflow-controller.png", modes, cseries,
+            title="Learning-switch controller under cbench.py (16 switches)",
+            ylabel="responses/s", xlabel="mode"))
+    return made
+
+
 def controller_part(rows: list[dict], seconds: float, n: int, version: int,
                     cores: tuple[int, int]) -> float | None:
     """Print the controller table; the ratio of the batch rates, Fata's over os-ken's."""
@@ -347,6 +374,8 @@ def main(argv: list[str]) -> int:
                             for r in crows)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out / "openflow-switch-bench.json", payload)
+    for png in charts(payload, args.out):
+        print(f"wrote {png}")
     return 0 if ok else 1
 
 

@@ -29,6 +29,7 @@
 #define COPY_MAX 2048                 /* frames up to this size are copied out of the spare */
 #define MAX_PIECES 8                  /* pieces per outgoing frame, besides the header */
 #define VNET_CSUM_FLAGS 3             /* VIRTIO_NET_HDR_F_NEEDS_CSUM | _F_DATA_VALID */
+#define VNET_NEEDS_CSUM 1             /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
 #define TAG_LEN 4                     /* an 802.1Q/802.1ad tag: TPID and TCI */
 
 /* Frames are read (after the virtio-net header, which goes to a buffer of its own) into a
@@ -51,7 +52,8 @@ static PyObject *take_frame(Py_ssize_t start, Py_ssize_t size) {
 }
 
 PyDoc_STRVAR(read_frames_doc,
-"read_frames(fd: int, limit: int, header: int, budget: int = 262144, tag_at: int = 0)\n"
+"read_frames(fd: int, limit: int, header: int, budget: int = 262144, tag_at: int = 0,\n"
+"            keep_offloaded: bool = False)\n"
 "    -> tuple[list[bytes], bytes]\n\n"
 "Read frames from the non-blocking fd until it has none left, `limit` were read, or they\n"
 "add up to `budget` bytes (a batch of 64 KB offloaded segments that outgrows the CPU's\n"
@@ -62,7 +64,10 @@ PyDoc_STRVAR(read_frames_doc,
 "is going away); frames shorter than the header are skipped.\n"
 "`tag_at` (a packet socket with PACKET_AUXDATA on) puts back the VLAN tag the kernel took\n"
 "off a received frame, as the auxiliary data gives it, at that offset of the frame (12:\n"
-"after the MAC addresses; 22 when the virtio-net header is kept); 0 reads plainly.");
+"after the MAC addresses; 22 when the virtio-net header is kept); 0 reads plainly.\n"
+"`keep_offloaded` (a forwarder's wire mode): a frame whose header asks for a checksum or\n"
+"is a GSO segment keeps its header in front and is marked 2, to be finished by the caller;\n"
+"the others are stripped as usual.");
 
 /* The VLAN tag the kernel stripped from a frame a packet socket received, from the
  * PACKET_AUXDATA control message: the tag as wire bytes in tag[], or 0 when there was none. */
@@ -91,7 +96,9 @@ static PyObject *read_frames(PyObject *Py_UNUSED(module), PyObject *args) {
     int header;
     Py_ssize_t budget = 262144;
     int tag_at = 0;
-    if (!PyArg_ParseTuple(args, "iii|ni", &fd, &limit, &header, &budget, &tag_at))
+    int keep_offloaded = 0;
+    if (!PyArg_ParseTuple(args, "iii|nip", &fd, &limit, &header, &budget, &tag_at,
+                          &keep_offloaded))
         return NULL;
     if (limit < 1 || limit > 4096 || header < 0 || header > 64 || tag_at < 0 ||
         tag_at > 64) {
@@ -147,7 +154,19 @@ static PyObject *read_frames(PyObject *Py_UNUSED(module), PyObject *args) {
             start = 0;
             size += TAG_LEN;
         }
-        PyObject *frame = take_frame(start, size);
+        PyObject *frame;
+        if (keep_offloaded && header >= 2 && (vnet[0] & VNET_NEEDS_CSUM || vnet[1])) {
+            /* A partial checksum or a GSO segment: handed over with its header, marked 2,
+             * for the caller to finish (rare on a forwarder's ports: one copy is fine). */
+            frame = PyBytes_FromStringAndSize(NULL, header + size);
+            if (frame) {
+                memcpy(PyBytes_AS_STRING(frame), vnet, (size_t)header);
+                memcpy(PyBytes_AS_STRING(frame) + header, base + start, (size_t)size);
+            }
+            vouched_now = 2;
+        } else {
+            frame = take_frame(start, size);
+        }
         if (!frame || PyList_Append(frames, frame) < 0) {
             Py_XDECREF(frame);
             Py_DECREF(frames);

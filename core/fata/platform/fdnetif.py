@@ -8,6 +8,8 @@ large, unchecksummed segments, so Python touches one packet where the wire carri
 The fd is non-blocking and read from the event loop's reader callback, draining a batch per
 wake-up.  With the optional C module ``fata.platform._frames`` a batch is read, and the
 replies to it written, in one call each way (the kernel still takes one system call per frame).
+In wire mode (a forwarder's) the C reader strips the header of every frame that needs no
+finishing and hands over only the others with theirs, for ``fata.net.offload``.
 """
 
 from __future__ import annotations
@@ -86,17 +88,22 @@ class FdNetif(Netif):
         receiver = self._receiver
         if receiver is None:
             return
-        header = VNET_HDR_LEN if self.vnet_hdr and not self._wire else 0
-        tag_at = 0
-        if self.vlan_auxdata:  # the tag goes after the MAC addresses (and a header kept)
-            tag_at = 12 + (VNET_HDR_LEN if self.vnet_hdr and self._wire else 0)
+        tag_at = 12 if self.vlan_auxdata else 0  # a stripped tag goes after the MACs
         if _frames is not None:
+            # Wire mode reads the header too; C hands over with it only the frames that
+            # need finishing (marked 2), so the common frame costs no Python at all.
+            header = VNET_HDR_LEN if self.vnet_hdr else 0
             frames, trusted = _frames.read_frames(self.fd, READ_BATCH, header, READ_BUDGET,
-                                                  tag_at)
+                                                  tag_at, self._wire)
+            if self._wire:
+                frames, trusted = self._finish(frames, trusted)
         else:
+            header = VNET_HDR_LEN if self.vnet_hdr and not self._wire else 0
+            if tag_at and self._wire:
+                tag_at += VNET_HDR_LEN
             frames, trusted = self._read_frames(header, tag_at)
-        if self._wire:
-            frames, trusted = self._finish(frames)
+            if self._wire:
+                frames, trusted = self._finish(frames)
         if not frames:
             return
         self.rx_frames += len(frames)
@@ -106,10 +113,17 @@ class FdNetif(Netif):
             for frame, vouched in zip(frames, trusted, strict=True):
                 receiver(frame, bool(vouched))
 
-    def _finish(self, raw: list[bytes]) -> tuple[list[bytes], bytes]:
-        """Frames read with their virtio-net header, as the wire would carry them."""
+    def _finish(self, raw: list[bytes], marks: bytes | None = None
+                ) -> tuple[list[bytes], bytes]:
+        """Frames as the wire would carry them: those read with their virtio-net header
+        (all of ``raw``, or those ``marks`` says with a 2) finished by ``offload``."""
+        if marks is not None and 2 not in marks:
+            return raw, bytes(len(raw))  # nothing to finish: the common batch
         frames: list[bytes] = []
-        for data in raw:
+        for i, data in enumerate(raw):
+            if marks is not None and marks[i] != 2:
+                frames.append(data)
+                continue
             if len(data) < VNET_HDR_LEN + 14:
                 self.rx_errors += 1
                 continue
